@@ -1,0 +1,327 @@
+// OSTree's object models: parse, serialize and checksum. Pure: Buffer and
+// node:crypto only. Facts from libostree (ostree-core.c, ostree-core.h):
+// uid, gid, mode and the commit timestamp are stored big-endian inside
+// GVariant data; file checksums cover a length-prefixed header plus content;
+// metadata checksums cover the normal-form bytes.
+
+import { createHash } from 'node:crypto';
+import { StrataError } from '../errors.js';
+import { parse, parseType, serialize, type Variant } from './gvariant.js';
+
+/** A SHA-256 checksum in lowercase hex: the name of every object. */
+export type Checksum = string & { readonly __brand: 'Checksum' };
+
+export type ObjectType = 'file' | 'dirtree' | 'dirmeta' | 'commit' | 'commitmeta';
+export const METADATA_TYPES: readonly ObjectType[] = ['dirtree', 'dirmeta', 'commit', 'commitmeta'];
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+const CHECKSUM_RE = /^[0-9a-f]{64}$/;
+
+export function isChecksum(text: string): text is Checksum {
+  return CHECKSUM_RE.test(text);
+}
+
+export function toChecksum(text: string): Checksum {
+  if (!isChecksum(text)) throw new StrataError('INVALID_CHECKSUM', `not a checksum: '${text}' (want 64 lowercase hex characters)`, { text });
+  return text;
+}
+
+export function checksumFromBytes(bytes: Uint8Array): Checksum {
+  if (bytes.length !== 32) throw new StrataError('OBJECT_MALFORMED', `checksum field has ${bytes.length} bytes, not 32`);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex') as Checksum;
+}
+
+export function checksumToBytes(c: Checksum): Buffer {
+  return Buffer.from(c, 'hex');
+}
+
+export function sha256(...parts: Uint8Array[]): Checksum {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return h.digest('hex') as Checksum;
+}
+
+/** An extended attribute: name (without the NUL OSTree stores) and raw value. */
+export interface Xattr {
+  name: string;
+  value: Buffer;
+}
+
+/** Sorts by name as libostree canonicalizes (strcmp on the bytes). */
+export function canonicalXattrs(xattrs: readonly Xattr[]): Xattr[] {
+  return [...xattrs].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+}
+
+function xattrsToGVariant(xattrs: readonly Xattr[]): [Buffer, Buffer][] {
+  // Names are bytestrings: their trailing NUL is part of the stored value.
+  return canonicalXattrs(xattrs).map((x) => [Buffer.concat([Buffer.from(x.name, 'utf8'), Buffer.from([0])]), x.value]);
+}
+
+function xattrsFromGVariant(raw: [Buffer, Buffer][]): Xattr[] {
+  return raw.map(([name, value]) => {
+    if (name.length < 2 || name[name.length - 1] !== 0 || name.indexOf(0) !== name.length - 1) {
+      throw new StrataError('OBJECT_MALFORMED', 'xattr name is not a NUL-terminated string');
+    }
+    return { name: name.toString('utf8', 0, name.length - 1), value: Buffer.from(value) };
+  });
+}
+
+const bswap32 = (v: number): number => ((v & 0xff) << 24 | (v & 0xff00) << 8 | (v >>> 8) & 0xff00 | (v >>> 24)) >>> 0;
+const bswap64 = (v: bigint): bigint => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(v);
+  return b.readBigUInt64BE();
+};
+
+// ------------------------------------------------------------------ dirmeta
+
+export interface DirMeta {
+  uid: number;
+  gid: number;
+  mode: number;
+  xattrs: Xattr[];
+}
+
+const DIRMETA = parseType('(uuua(ayay))');
+
+export function serializeDirMeta(m: DirMeta): Buffer {
+  return serialize(DIRMETA, [bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), xattrsToGVariant(m.xattrs)]);
+}
+
+export function parseDirMeta(data: Uint8Array): DirMeta {
+  const [uid, gid, mode, xattrs] = parseObject(DIRMETA, data, 'dirmeta') as [number, number, number, [Buffer, Buffer][]];
+  const m = { uid: bswap32(uid), gid: bswap32(gid), mode: bswap32(mode), xattrs: xattrsFromGVariant(xattrs) };
+  if ((m.mode & S_IFMT) !== S_IFDIR) throw new StrataError('OBJECT_MALFORMED', `dirmeta mode 0${m.mode.toString(8)} is not a directory`);
+  return m;
+}
+
+// ------------------------------------------------------------------ dirtree
+
+export interface DirTreeFile {
+  name: string;
+  checksum: Checksum;
+}
+export interface DirTreeDir {
+  name: string;
+  tree: Checksum;
+  meta: Checksum;
+}
+export interface DirTree {
+  files: DirTreeFile[];
+  dirs: DirTreeDir[];
+}
+
+const DIRTREE = parseType('(a(say)a(sayay))');
+
+/** Byte-wise name order, as OSTree sorts dirtree entries (strcmp). */
+export function compareNames(a: string, b: string): number {
+  if (a === b) return 0;
+  // For ASCII names JavaScript order equals byte order; fall back otherwise.
+  if (/^[\x00-\x7f]*$/.test(a) && /^[\x00-\x7f]*$/.test(b)) return a < b ? -1 : 1;
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+export function serializeDirTree(t: DirTree): Buffer {
+  const files = [...t.files].sort((a, b) => compareNames(a.name, b.name));
+  const dirs = [...t.dirs].sort((a, b) => compareNames(a.name, b.name));
+  return serialize(DIRTREE, [
+    files.map((f) => [f.name, checksumToBytes(f.checksum)]),
+    dirs.map((d) => [d.name, checksumToBytes(d.tree), checksumToBytes(d.meta)]),
+  ]);
+}
+
+/**
+ * Entry names are validated here, where they enter strata from storage or the
+ * network: an empty name, `.`, `..`, or one holding `/` could escape a
+ * checkout; NUL cannot even be represented. Names must also be unique and sorted.
+ */
+export function validateEntryName(name: string): void {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+    throw new StrataError('UNSAFE_PATH', `unsafe entry name in tree: ${JSON.stringify(name)}`, { name });
+  }
+}
+
+export function parseDirTree(data: Uint8Array): DirTree {
+  const [rawFiles, rawDirs] = parseObject(DIRTREE, data, 'dirtree') as [[string, Buffer][], [string, Buffer, Buffer][]];
+  const files = rawFiles.map(([name, c]) => ({ name, checksum: checksumFromBytes(c) }));
+  const dirs = rawDirs.map(([name, tree, meta]) => ({ name, tree: checksumFromBytes(tree), meta: checksumFromBytes(meta) }));
+  const seen = new Set<string>();
+  for (const list of [files, dirs]) {
+    for (let i = 0; i < list.length; i++) {
+      validateEntryName(list[i].name);
+      if (i > 0 && compareNames(list[i - 1].name, list[i].name) >= 0) {
+        throw new StrataError('OBJECT_MALFORMED', `dirtree entries not sorted or duplicated at ${JSON.stringify(list[i].name)}`);
+      }
+      if (seen.has(list[i].name)) throw new StrataError('OBJECT_MALFORMED', `dirtree has ${JSON.stringify(list[i].name)} twice`);
+      seen.add(list[i].name);
+    }
+  }
+  return { files, dirs };
+}
+
+// ------------------------------------------------------------------- commit
+
+export type Metadata = [string, Variant][];
+
+export interface Commit {
+  metadata: Metadata;
+  parent: Checksum | null;
+  related: [string, Checksum][];
+  subject: string;
+  body: string;
+  /** Seconds since the epoch, UTC. */
+  timestamp: number;
+  rootTree: Checksum;
+  rootMeta: Checksum;
+}
+
+const COMMIT = parseType('(a{sv}aya(say)sstayay)');
+
+export function serializeCommit(c: Commit): Buffer {
+  return serialize(COMMIT, [
+    c.metadata,
+    c.parent ? checksumToBytes(c.parent) : Buffer.alloc(0),
+    c.related.map(([name, sum]) => [name, checksumToBytes(sum)]),
+    c.subject,
+    c.body,
+    bswap64(BigInt(c.timestamp)),
+    checksumToBytes(c.rootTree),
+    checksumToBytes(c.rootMeta),
+  ]);
+}
+
+export function parseCommit(data: Uint8Array): Commit {
+  const [metadata, parent, related, subject, body, ts, rootTree, rootMeta] = parseObject(COMMIT, data, 'commit') as [
+    Metadata, Buffer, [string, Buffer][], string, string, bigint, Buffer, Buffer,
+  ];
+  return {
+    metadata,
+    parent: parent.length === 0 ? null : checksumFromBytes(parent),
+    related: related.map(([n, s]) => [n, checksumFromBytes(s)]),
+    subject,
+    body,
+    timestamp: Number(bswap64(ts)),
+    rootTree: checksumFromBytes(rootTree),
+    rootMeta: checksumFromBytes(rootMeta),
+  };
+}
+
+export function metadataLookup(m: Metadata, key: string): unknown {
+  for (const [k, v] of m) if (k === key) return v.value;
+  return undefined;
+}
+
+const VARDICT = parseType('a{sv}');
+
+export function serializeVardict(m: Metadata): Buffer {
+  return serialize(VARDICT, m);
+}
+
+export function parseVardict(data: Uint8Array): Metadata {
+  return parseObject(VARDICT, data, 'metadata') as Metadata;
+}
+
+// ------------------------------------------------------------- file objects
+
+export interface FileMeta {
+  uid: number;
+  gid: number;
+  /** Full st_mode, including S_IFREG or S_IFLNK. */
+  mode: number;
+  /** Target for symlinks, '' otherwise. */
+  symlinkTarget: string;
+  xattrs: Xattr[];
+}
+
+const FILE_HEADER = parseType('(uuuusa(ayay))');
+const ARCHIVE_HEADER = parseType('(tuuuusa(ayay))');
+
+function lenPrefixed(variant: Buffer): Buffer {
+  const out = Buffer.alloc(8 + variant.length);
+  out.writeUInt32BE(variant.length, 0);
+  variant.copy(out, 8);
+  return out;
+}
+
+/** The header a content checksum covers (before the file's bytes). */
+export function fileHeader(m: FileMeta): Buffer {
+  return lenPrefixed(serialize(FILE_HEADER, [bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), 0, m.symlinkTarget, xattrsToGVariant(m.xattrs)]));
+}
+
+/** The header at the start of an archive-mode `.filez` object. */
+export function archiveHeader(m: FileMeta, size: number): Buffer {
+  return lenPrefixed(serialize(ARCHIVE_HEADER, [bswap64(BigInt(size)), bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), 0, m.symlinkTarget, xattrsToGVariant(m.xattrs)]));
+}
+
+function readLenPrefixed(data: Uint8Array, what: string): { variant: Buffer; rest: number } {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.length < 8) throw new StrataError('OBJECT_MALFORMED', `${what} is truncated (${buf.length} bytes)`);
+  const len = buf.readUInt32BE(0);
+  if (len === 0 || 8 + len > buf.length) throw new StrataError('OBJECT_MALFORMED', `${what} header size ${len} does not fit in ${buf.length} bytes`);
+  return { variant: buf.subarray(8, 8 + len), rest: 8 + len };
+}
+
+function validateFileMeta(m: FileMeta): FileMeta {
+  const fmt = m.mode & S_IFMT;
+  if (fmt !== S_IFREG && fmt !== S_IFLNK) throw new StrataError('OBJECT_MALFORMED', `file object mode 0${m.mode.toString(8)} is neither a regular file nor a symlink`);
+  if (fmt === S_IFLNK && m.symlinkTarget === '') throw new StrataError('OBJECT_MALFORMED', 'symlink object with an empty target');
+  if (fmt === S_IFREG && m.symlinkTarget !== '') throw new StrataError('OBJECT_MALFORMED', 'regular file object with a symlink target');
+  return m;
+}
+
+/** Parses an archive `.filez` header; returns the metadata, size and where the compressed body starts. */
+export function parseArchiveHeader(data: Uint8Array): { meta: FileMeta; size: number; bodyOffset: number } {
+  const { variant, rest } = readLenPrefixed(data, 'archive file object');
+  const [size, uid, gid, mode, rdev, target, xattrs] = parseObject(ARCHIVE_HEADER, variant, 'archive file header') as [bigint, number, number, number, number, string, [Buffer, Buffer][]];
+  if (rdev !== 0) throw new StrataError('OBJECT_MALFORMED', 'file object with a device number');
+  const meta = validateFileMeta({ uid: bswap32(uid), gid: bswap32(gid), mode: bswap32(mode), symlinkTarget: target, xattrs: xattrsFromGVariant(xattrs) });
+  return { meta, size: Number(bswap64(size)), bodyOffset: rest };
+}
+
+/** Parses a content-stream header (as checksummed); returns metadata and where content starts. */
+export function parseFileHeader(data: Uint8Array): { meta: FileMeta; bodyOffset: number } {
+  const { variant, rest } = readLenPrefixed(data, 'file object');
+  const [uid, gid, mode, rdev, target, xattrs] = parseObject(FILE_HEADER, variant, 'file header') as [number, number, number, number, string, [Buffer, Buffer][]];
+  if (rdev !== 0) throw new StrataError('OBJECT_MALFORMED', 'file object with a device number');
+  return { meta: validateFileMeta({ uid: bswap32(uid), gid: bswap32(gid), mode: bswap32(mode), symlinkTarget: target, xattrs: xattrsFromGVariant(xattrs) }), bodyOffset: rest };
+}
+
+/** bare-user repos keep a file's real metadata in the `user.ostreemeta` xattr. */
+const BAREUSER_META = parseType('(uuua(ayay))');
+
+export function serializeBareUserMeta(m: FileMeta): Buffer {
+  return serialize(BAREUSER_META, [bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), xattrsToGVariant(m.xattrs)]);
+}
+
+export function parseBareUserMeta(data: Uint8Array): Omit<FileMeta, 'symlinkTarget'> {
+  const [uid, gid, mode, xattrs] = parseObject(BAREUSER_META, data, 'user.ostreemeta') as [number, number, number, [Buffer, Buffer][]];
+  const fmt = bswap32(mode) & S_IFMT;
+  if (fmt !== S_IFREG && fmt !== S_IFLNK) throw new StrataError('OBJECT_MALFORMED', `user.ostreemeta mode 0${bswap32(mode).toString(8)} is neither file nor symlink`);
+  return { uid: bswap32(uid), gid: bswap32(gid), mode: bswap32(mode), xattrs: xattrsFromGVariant(xattrs) };
+}
+
+/** The checksum of a file object: over its header, then (regular files) its bytes. */
+export function fileChecksum(m: FileMeta, content?: Uint8Array): Checksum {
+  return content ? sha256(fileHeader(m), content) : sha256(fileHeader(m));
+}
+
+function parseObject(type: ReturnType<typeof parseType>, data: Uint8Array, what: string): unknown {
+  try {
+    return parse(type, data);
+  } catch (err) {
+    if (err instanceof StrataError && err.code === 'GVARIANT_MALFORMED') {
+      throw new StrataError('OBJECT_MALFORMED', `corrupt ${what} object: ${err.message}`, { what });
+    }
+    throw err;
+  }
+}
+
+/** Relative path of a loose object, e.g. `objects/ab/cdef….dirtree`. */
+export function objectPath(checksum: Checksum, type: ObjectType, archive: boolean): string {
+  const ext = type === 'file' ? (archive ? 'filez' : 'file') : type;
+  return `objects/${checksum.slice(0, 2)}/${checksum.slice(2)}.${ext}`;
+}

@@ -1,0 +1,63 @@
+// One registry of the error codes strata reports. Each code has a short
+// meaning and the process exit code the CLI uses for it. docs/errors.md lists
+// the same codes; a test fails when the two disagree.
+
+export const ERROR_CODES = {
+  USAGE: { exit: 2, meaning: 'the command line is wrong (unknown flag, missing argument, bad value)' },
+  INTERNAL: { exit: 70, meaning: 'a bug in strata; please report it with the command that caused it' },
+  IO: { exit: 74, meaning: 'the operating system refused a read or write (permissions, disk full)' },
+  GVARIANT_MALFORMED: { exit: 65, meaning: 'serialized GVariant data is truncated or inconsistent' },
+  GVARIANT_VALUE: { exit: 70, meaning: 'a value does not fit the GVariant type it is serialized as' },
+  OBJECT_MALFORMED: { exit: 65, meaning: 'an object in the repository cannot be parsed (truncated or corrupt)' },
+  OBJECT_MISSING: { exit: 66, meaning: 'an object the operation needs is not in the repository' },
+  OBJECT_CORRUPT: { exit: 65, meaning: "an object's content does not match its checksum" },
+  INVALID_CHECKSUM: { exit: 2, meaning: 'a checksum is not 64 lowercase hexadecimal characters' },
+  INVALID_REF: { exit: 2, meaning: 'a ref name is not valid (empty, `..`, spaces or control characters)' },
+  REF_NOT_FOUND: { exit: 66, meaning: 'no ref or commit of that name exists in the repository' },
+  NO_PARENT: { exit: 66, meaning: 'the commit has no parent (for `REF^`)' },
+  REPO_NOT_FOUND: { exit: 66, meaning: 'the directory is not a strata/OSTree repository (no `config`)' },
+  REPO_EXISTS: { exit: 73, meaning: 'a repository already exists at that path with another mode' },
+  REPO_CONFIG: { exit: 78, meaning: "the repository's `config` is unreadable or names an unsupported mode" },
+  REPO_LOCKED: { exit: 75, meaning: 'another strata process is writing to the repository' },
+  UNSUPPORTED_FILE: { exit: 65, meaning: 'the tree holds an entry that cannot be committed (socket, fifo, device)' },
+  SOURCE_NOT_FOUND: { exit: 66, meaning: 'the directory or tarball to commit does not exist' },
+  TAR_MALFORMED: { exit: 65, meaning: 'the tarball is truncated, corrupt or holds an unsafe entry' },
+  UNSAFE_PATH: { exit: 65, meaning: 'a tree entry name is unsafe (empty, `.`, `..`, holds `/` or NUL) or would escape' },
+  PATH_NOT_FOUND: { exit: 66, meaning: 'no entry at that path in the commit' },
+  NOT_A_DIRECTORY: { exit: 65, meaning: 'the path in the commit is not a directory' },
+  NOT_A_FILE: { exit: 65, meaning: 'the path in the commit is not a regular file or symlink' },
+  DEST_EXISTS: { exit: 73, meaning: 'the checkout destination exists and is not empty (use --union)' },
+  FSCK_FAILED: { exit: 1, meaning: 'fsck found missing or corrupt objects; details are listed' },
+  INVALID_TIMESTAMP: { exit: 2, meaning: 'a timestamp is neither ISO 8601 nor seconds since the epoch' },
+  INVALID_DURATION: { exit: 2, meaning: 'a duration is not a number with a unit (s, m, h, d, w)' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Every error strata raises on purpose: a stable code plus structured data. */
+export class StrataError extends Error {
+  readonly code: ErrorCode;
+  readonly data: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, data: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'StrataError';
+    this.code = code;
+    this.data = data;
+  }
+
+  get exitCode(): number {
+    return ERROR_CODES[this.code].exit;
+  }
+}
+
+export function isStrataError(err: unknown, code?: ErrorCode): err is StrataError {
+  return err instanceof StrataError && (code === undefined || err.code === code);
+}
+
+/** Turns a Node system error into a one-line StrataError naming the path. */
+export function ioError(err: unknown, action: string, path: string): StrataError {
+  const e = err as NodeJS.ErrnoException;
+  const why = e?.code ? `${e.code}${e.message ? ': ' + e.message.replace(/^[A-Z]+: /, '').split(',')[0] : ''}` : String(err);
+  return new StrataError('IO', `cannot ${action} ${path}: ${why}`, { path, errno: e?.code });
+}

@@ -1,0 +1,36 @@
+// Worker-thread entry: runs batches of content jobs (stage or verify) and
+// posts their results back. Errors travel as { code, message, data }.
+
+import { parentPort } from 'node:worker_threads';
+import { StrataError } from '../errors.js';
+import { type ContentJob, type StageContext, stageContent } from './stage-content.js';
+import { type VerifyContext, verifyContent } from './verify-content.js';
+import type { Checksum } from '../core/objects.js';
+
+export type WorkerTask =
+  | { kind: 'stage'; ctx: StageContext; job: ContentJob }
+  | { kind: 'verify'; ctx: VerifyContext; checksum: Checksum };
+
+export type WorkerReply = { ok: true; value: unknown } | { ok: false; code: string; message: string; data: Record<string, unknown> };
+
+async function run(task: WorkerTask): Promise<unknown> {
+  switch (task.kind) {
+    case 'stage':
+      return stageContent(task.ctx, task.job);
+    case 'verify':
+      return verifyContent(task.ctx, task.checksum);
+  }
+}
+
+parentPort?.on('message', async (msg: { id: number; tasks: WorkerTask[] }) => {
+  const replies: WorkerReply[] = [];
+  for (const task of msg.tasks) {
+    try {
+      replies.push({ ok: true, value: await run(task) });
+    } catch (err) {
+      if (err instanceof StrataError) replies.push({ ok: false, code: err.code, message: err.message, data: err.data });
+      else replies.push({ ok: false, code: 'INTERNAL', message: String((err as Error)?.stack ?? err), data: {} });
+    }
+  }
+  parentPort?.postMessage({ id: msg.id, replies });
+});

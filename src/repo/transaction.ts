@@ -1,0 +1,205 @@
+// A write transaction: objects are staged under tmp/, made durable with one
+// syncfs (as libostree does), then renamed into objects/ with every commit
+// object last, and finally the object directories are fsynced. Callers move
+// refs only after `commit()` returns, so a kill at any instant leaves either
+// the old state or the complete new one; a leftover staging directory is
+// swept by the next writer.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { StrataError, ioError } from '../errors.js';
+import type { Checksum, ObjectType } from '../core/objects.js';
+import { type Repo, fsyncDir } from './repo.js';
+import { stagedName } from './stage-content.js';
+
+const STAGING_PREFIX = 'staging-strata-';
+const LOCK_NAME = 'strata.lock';
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Takes the repository's writer lock (a pid file); a dead holder's lock is taken over. */
+export function lockRepo(repo: Repo): () => void {
+  const tmpDir = path.join(repo.path, 'tmp');
+  fs.mkdirSync(tmpDir, { recursive: true });
+  const lockFile = path.join(tmpDir, LOCK_NAME);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = fs.openSync(lockFile, 'wx', 0o644);
+      fs.writeSync(fd, String(process.pid));
+      fs.closeSync(fd);
+      return () => {
+        try {
+          if (fs.readFileSync(lockFile, 'utf8') === String(process.pid)) fs.unlinkSync(lockFile);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(err, 'lock', repo.path);
+      let holder = NaN;
+      try {
+        holder = Number(fs.readFileSync(lockFile, 'utf8').trim());
+      } catch {
+        continue; // removed meanwhile: try again
+      }
+      if (pidAlive(holder) && holder !== process.pid) {
+        throw new StrataError('REPO_LOCKED', `repository ${repo.path} is being written by process ${holder}; wait for it to finish`, { pid: holder });
+      }
+      fs.rmSync(lockFile, { force: true });
+    }
+  }
+  throw new StrataError('REPO_LOCKED', `could not lock ${repo.path}`, {});
+}
+
+/** Removes staging directories left by writers that died (their pid is gone). */
+export function sweepStaging(repo: Repo): number {
+  const tmpDir = path.join(repo.path, 'tmp');
+  let removed = 0;
+  for (const name of safeReaddir(tmpDir)) {
+    if (!name.startsWith(STAGING_PREFIX)) continue;
+    const pid = Number(name.slice(STAGING_PREFIX.length).split('-')[0]);
+    if (pid === process.pid || pidAlive(pid)) continue;
+    fs.rmSync(path.join(tmpDir, name), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+interface Staged {
+  checksum: Checksum;
+  type: ObjectType;
+}
+
+export class Transaction {
+  readonly repo: Repo;
+  readonly stagingDir: string;
+  private readonly staged: Staged[] = [];
+  private readonly stagedSet = new Set<string>();
+  private readonly unlock: () => void;
+  private done = false;
+
+  private constructor(repo: Repo, stagingDir: string, unlock: () => void) {
+    this.repo = repo;
+    this.stagingDir = stagingDir;
+    this.unlock = unlock;
+  }
+
+  static begin(repo: Repo): Transaction {
+    const unlock = lockRepo(repo);
+    try {
+      sweepStaging(repo);
+      const dir = path.join(repo.path, 'tmp', `${STAGING_PREFIX}${process.pid}-${Date.now().toString(36)}`);
+      fs.mkdirSync(dir, { recursive: true });
+      return new Transaction(repo, dir, unlock);
+    } catch (err) {
+      unlock();
+      throw err;
+    }
+  }
+
+  private ext(type: ObjectType): string {
+    return type === 'file' ? (this.repo.archive ? 'filez' : 'file') : type;
+  }
+
+  /** Records a content object a worker staged. */
+  noteStaged(checksum: Checksum, type: ObjectType): void {
+    const key = `${checksum}.${type}`;
+    if (this.stagedSet.has(key)) return;
+    this.stagedSet.add(key);
+    this.staged.push({ checksum, type });
+  }
+
+  /** Hashes and stages a metadata object unless the repo already has it. */
+  writeMetadata(type: Exclude<ObjectType, 'file'>, bytes: Buffer): { checksum: Checksum; written: boolean } {
+    const checksum = createHash('sha256').update(bytes).digest('hex') as Checksum;
+    if (this.stagedSet.has(`${checksum}.${type}`) || this.repo.hasObject(checksum, type)) return { checksum, written: false };
+    const file = path.join(this.stagingDir, stagedName(checksum, this.ext(type)));
+    try {
+      fs.writeFileSync(file, bytes, { mode: 0o644 });
+    } catch (err) {
+      throw ioError(err, 'stage object', file);
+    }
+    this.noteStaged(checksum, type);
+    return { checksum, written: true };
+  }
+
+  /** Makes every staged object durable and visible; commits go in last. */
+  commit(): void {
+    if (this.done) throw new StrataError('INTERNAL', 'transaction already finished');
+    try {
+      syncFilesystem(this.stagingDir, this.staged.map((s) => stagedName(s.checksum, this.ext(s.type))));
+      const order = (t: ObjectType): number => (t === 'commit' ? 2 : t === 'commitmeta' ? 1 : 0);
+      const sorted = [...this.staged].sort((a, b) => order(a.type) - order(b.type));
+      const touched = new Set<string>();
+      const objects = path.join(this.repo.path, 'objects');
+      for (const s of sorted) {
+        const dir = path.join(objects, s.checksum.slice(0, 2));
+        if (!touched.has(dir)) {
+          fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+          touched.add(dir);
+        }
+        fs.renameSync(path.join(this.stagingDir, stagedName(s.checksum, this.ext(s.type))), path.join(dir, `${s.checksum.slice(2)}.${this.ext(s.type)}`));
+      }
+      for (const dir of touched) fsyncDir(dir);
+      fsyncDir(objects);
+    } catch (err) {
+      throw err instanceof StrataError ? err : ioError(err, 'store objects in', this.repo.path);
+    } finally {
+      this.finish();
+    }
+  }
+
+  get stagedCount(): number {
+    return this.staged.length;
+  }
+
+  abort(): void {
+    if (!this.done) this.finish();
+  }
+
+  private finish(): void {
+    this.done = true;
+    fs.rmSync(this.stagingDir, { recursive: true, force: true });
+    this.unlock();
+  }
+}
+
+/**
+ * One syncfs for the whole filesystem (coreutils `sync -f`) is far cheaper
+ * than an fsync per object; where it is unavailable, fsync each file.
+ */
+function syncFilesystem(dir: string, names: string[]): void {
+  if (names.length === 0) return;
+  try {
+    execFileSync('sync', ['-f', dir], { stdio: 'ignore' });
+    return;
+  } catch {
+    // fall through to per-file fsync
+  }
+  for (const n of names) {
+    const fd = fs.openSync(path.join(dir, n), 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}

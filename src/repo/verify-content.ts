@@ -1,0 +1,56 @@
+// Re-hashing one content object (fsck's heavy step), run in worker threads.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { StrataError } from '../errors.js';
+import {
+  type Checksum, S_IFLNK, S_IFMT, fileHeader, objectPath, parseArchiveHeader, parseBareUserMeta,
+} from '../core/objects.js';
+import { inflateBody, readBareUserXattr, symlinkFromContent } from './repo.js';
+
+export interface VerifyContext {
+  repoPath: string;
+  archive: boolean;
+}
+
+export type VerifyOutcome =
+  | { status: 'ok'; size: number }
+  | { status: 'missing' | 'corrupt'; message: string };
+
+export function verifyContent(ctx: VerifyContext, checksum: Checksum): VerifyOutcome {
+  const file = path.join(ctx.repoPath, objectPath(checksum, 'file', ctx.archive));
+  try {
+    let data: Buffer;
+    try {
+      data = fs.readFileSync(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing', message: `file object ${checksum} is missing` };
+      throw err;
+    }
+    let actual: string;
+    let size = 0;
+    if (ctx.archive) {
+      const h = parseArchiveHeader(data);
+      const hash = createHash('sha256').update(fileHeader(h.meta));
+      if ((h.meta.mode & S_IFMT) !== S_IFLNK) {
+        hash.update(inflateBody(data.subarray(h.bodyOffset), h.size, checksum));
+        size = h.size;
+      }
+      actual = hash.digest('hex');
+    } else {
+      const meta = parseBareUserMeta(readBareUserXattr(file, checksum));
+      if ((meta.mode & S_IFMT) === S_IFLNK) {
+        actual = createHash('sha256').update(fileHeader({ ...meta, symlinkTarget: symlinkFromContent(data, checksum) })).digest('hex');
+      } else {
+        actual = createHash('sha256').update(fileHeader({ ...meta, symlinkTarget: '' })).update(data).digest('hex');
+        size = data.length;
+      }
+    }
+    if (actual !== checksum) return { status: 'corrupt', message: `file object ${checksum} hashes to ${actual}` };
+    return { status: 'ok', size };
+  } catch (err) {
+    const message = err instanceof StrataError ? err.message : `file object ${checksum}: ${(err as Error).message}`;
+    return { status: 'corrupt', message };
+  }
+}
