@@ -5,6 +5,7 @@
 //   y n q i u h -> number     x t -> bigint      b -> boolean     d -> number
 //   s o g -> string           ay -> Buffer       a<T> -> T[]      m<T> -> T | null
 //   (...) -> unknown[]        {KV} -> [K, V]     v -> { type, value }
+//   mm<T> -> null | { just: m<T> }  (Nothing and Just Nothing must stay apart)
 // Numbers are little-endian, as GVariant data is on every host OSTree runs on;
 // OSTree itself stores uid/gid/mode/timestamps byte-swapped (big-endian) and
 // the object layer (objects.ts) does that swap, exactly as libostree does.
@@ -24,6 +25,11 @@ type BasicCode = 'y' | 'b' | 'n' | 'q' | 'i' | 'u' | 'x' | 't' | 'h' | 'd' | 's'
 export interface Variant {
   type: string;
   value: unknown;
+}
+
+/** `Just x` of a maybe whose element is itself a maybe: plain null could not tell the levels apart. */
+export interface Just {
+  just: unknown;
 }
 
 /** GLib refuses types and values nested deeper than this; so do we. */
@@ -242,14 +248,19 @@ function expect(cond: boolean, what: string): asserts cond {
 }
 
 function writeValue(w: Writer, t: GVariantType, value: unknown, depth: number): void {
-  if (depth > MAX_DEPTH) throw malformed('value nested too deeply');
+  expect(depth <= MAX_DEPTH, 'value nested too deeply');
   switch (t.kind) {
     case 'basic':
       return writeBasic(w, t.code, value);
     case 'variant': {
-      expect(typeof value === 'object' && value !== null && 'type' in value, 'a variant needs { type, value }');
+      expect(typeof value === 'object' && value !== null && typeof (value as Variant).type === 'string', 'a variant needs { type, value }');
       const v = value as Variant;
-      const inner = parseType(v.type);
+      let inner: GVariantType;
+      try {
+        inner = parseType(v.type);
+      } catch {
+        throw new StrataError('GVARIANT_VALUE', `cannot serialize GVariant: invalid variant type '${v.type}'`, { type: v.type });
+      }
       writeValue(w, inner, v.value, depth + 1);
       w.bytes(Buffer.from([0]));
       w.bytes(Buffer.from(v.type, 'latin1'));
@@ -257,6 +268,10 @@ function writeValue(w: Writer, t: GVariantType, value: unknown, depth: number): 
     }
     case 'maybe': {
       if (value === null || value === undefined) return;
+      if (t.element.kind === 'maybe') {
+        expect(typeof value === 'object' && 'just' in value, `${typeString(t)} needs null or { just: value }`);
+        value = (value as Just).just;
+      }
       writeValue(w, t.element, value, depth + 1);
       if (t.element.fixed === undefined) w.bytes(Buffer.from([0]));
       return;
@@ -306,6 +321,8 @@ function writeArray(w: Writer, element: GVariantType, value: unknown, depth: num
   w.offsets(ends, base);
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 function writeBasic(w: Writer, code: BasicCode, value: unknown): void {
   switch (code) {
     case 'b':
@@ -338,7 +355,8 @@ function writeBasic(w: Writer, code: BasicCode, value: unknown): void {
     case 's':
     case 'o':
     case 'g': {
-      expect(typeof value === 'string' && !value.includes('\0'), `${code} needs a string without NUL`);
+      // A lone surrogate would be written as U+FFFD and read back as another string.
+      expect(typeof value === 'string' && !value.includes('\0') && !LONE_SURROGATE.test(value), `${code} needs a well-formed string without NUL`);
       w.bytes(Buffer.from(value, 'utf8'));
       w.bytes(Buffer.from([0]));
       return;
@@ -384,9 +402,14 @@ function readValue(t: GVariantType, buf: Buffer, start: number, end: number, dep
     }
     case 'maybe': {
       if (size === 0) return null;
-      if (t.element.fixed !== undefined) return readValue(t.element, buf, start, end, depth + 1);
-      if (buf[end - 1] !== 0) throw malformed('maybe value without trailing zero byte');
-      return readValue(t.element, buf, start, end - 1, depth + 1);
+      let just: unknown;
+      if (t.element.fixed !== undefined) {
+        just = readValue(t.element, buf, start, end, depth + 1);
+      } else {
+        if (buf[end - 1] !== 0) throw malformed('maybe value without trailing zero byte');
+        just = readValue(t.element, buf, start, end - 1, depth + 1);
+      }
+      return t.element.kind === 'maybe' ? ({ just } satisfies Just) : just;
     }
     case 'array':
       return readArray(t.element, buf, start, end, depth);
@@ -395,7 +418,9 @@ function readValue(t: GVariantType, buf: Buffer, start: number, end: number, dep
   }
 }
 
-function readOffset(buf: Buffer, at: number, size: number): number {
+/** Reads a framing offset at `at`, which must lie wholly before `limit`. */
+function readOffset(buf: Buffer, at: number, size: number, limit: number): number {
+  if (at < 0 || at + size > limit || at + size > buf.length) throw malformed('framing offset out of bounds');
   switch (size) {
     case 1:
       return buf[at];
@@ -403,11 +428,13 @@ function readOffset(buf: Buffer, at: number, size: number): number {
       return buf.readUInt16LE(at);
     case 4:
       return buf.readUInt32LE(at);
-    default: {
+    case 8: {
       const v = buf.readBigUInt64LE(at);
       if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed('framing offset out of range');
       return Number(v);
     }
+    default:
+      throw malformed('framing offsets missing');
   }
 }
 
@@ -426,7 +453,7 @@ function readArray(element: GVariantType, buf: Buffer, start: number, end: numbe
     return out;
   }
   const osz = offsetSizeForTotal(size);
-  const lastEnd = readOffset(buf, end - osz, osz);
+  const lastEnd = readOffset(buf, end - osz, osz, end);
   if (lastEnd > size) throw malformed('array framing offset past the end');
   const framing = size - lastEnd;
   if (framing % osz !== 0 || framing === 0) throw malformed('array framing has a bad size');
@@ -434,7 +461,7 @@ function readArray(element: GVariantType, buf: Buffer, start: number, end: numbe
   const out: unknown[] = [];
   let prev = 0;
   for (let i = 0; i < count; i++) {
-    const elEnd = readOffset(buf, start + lastEnd + i * osz, osz);
+    const elEnd = readOffset(buf, start + lastEnd + i * osz, osz, end);
     const elStart = alignUp(prev, element.align);
     if (elStart > elEnd || elEnd > lastEnd) throw malformed('array framing offsets out of order');
     checkPadding(buf, start + prev, start + elStart);
@@ -451,6 +478,9 @@ function readTuple(t: Extract<GVariantType, { kind: 'tuple' }>, buf: Buffer, sta
     return [];
   }
   const osz = t.fixed === undefined ? offsetSizeForTotal(size) : 0;
+  const bodyEnd = size - countVariableNonLast(t) * osz;
+  // Even an all-empty body needs room for its offsets (an empty '(ss)' has none at all).
+  if (countVariableNonLast(t) > 0 && (osz === 0 || bodyEnd < 0)) throw malformed('tuple framing offsets missing');
   let framingEnd = size; // offsets are read backwards from the end
   let pos = 0;
   const out: unknown[] = [];
@@ -462,23 +492,20 @@ function readTuple(t: Extract<GVariantType, { kind: 'tuple' }>, buf: Buffer, sta
     if (m.fixed !== undefined) {
       memberEnd = memberStart + m.fixed;
     } else if (i === t.members.length - 1) {
-      memberEnd = size - countVariableNonLast(t) * osz;
+      memberEnd = bodyEnd;
     } else {
-      if (framingEnd - osz < 0) throw malformed('tuple framing offsets missing');
       framingEnd -= osz;
-      memberEnd = readOffset(buf, start + framingEnd, osz);
+      memberEnd = readOffset(buf, start + framingEnd, osz, end);
     }
-    if (memberEnd < memberStart || memberEnd > size) throw malformed('tuple member out of bounds');
+    if (memberEnd < memberStart || memberEnd > bodyEnd) throw malformed('tuple member out of bounds');
     out.push(readValue(m, buf, start + memberStart, start + memberEnd, depth + 1));
     pos = memberEnd;
   });
-  const bodyEnd = size - countVariableNonLast(t) * osz;
   if (t.fixed !== undefined) {
     checkPadding(buf, start + pos, end);
-  } else if (pos > bodyEnd) {
-    throw malformed('tuple members overlap its framing');
-  } else if (t.members[t.members.length - 1].fixed !== undefined) {
-    checkPadding(buf, start + pos, start + bodyEnd);
+  } else if (pos !== bodyEnd) {
+    // Normal form has nothing between the last member and the framing offsets.
+    throw malformed('bytes between the last tuple member and its framing');
   }
   return out;
 }
