@@ -4,15 +4,18 @@
 // has no xattrs; otherwise (setuid files, other owners, xattrs, archive
 // repos) they are copied. A new destination is built beside its final name
 // and renamed into place, so it appears whole or not at all.
+// Directories are made by the main thread; files are placed in chunks by
+// worker threads when there are many.
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { setAttributeSync } from '@napi-rs/xattr';
 import { StrataError, ioError } from '../errors.js';
-import { type Checksum, type FileMeta, type Xattr, S_IFLNK, S_IFMT } from '../core/objects.js';
+import type { Checksum, DirMeta } from '../core/objects.js';
 import { Repo } from './repo.js';
 import { resolveRev } from './refs.js';
 import { resolveTreePath, splitTreePath } from './walk.js';
+import { FilePlacer, type PlaceCounts, addCounts, applyOwnerAndXattrs, emptyCounts, isRoot } from './place-files.js';
+import { WorkerPool, defaultWorkerCount } from './worker-pool.js';
 
 export interface CheckoutOptions {
   repo: string;
@@ -25,29 +28,27 @@ export interface CheckoutOptions {
   union?: boolean;
   /** Never hardlink; always copy (for a checkout that will be modified). */
   copy?: boolean;
-  onProgress?: (done: number) => void;
+  onProgress?: (done: number, total: number) => void;
 }
 
-export interface CheckoutResult {
+export interface CheckoutResult extends PlaceCounts {
   commit: Checksum;
   dest: string;
   dirs: number;
-  files: number;
-  symlinks: number;
-  hardlinked: number;
-  copied: number;
-  /** xattrs or owners the OS refused (e.g. when not root). */
-  warnings: string[];
 }
 
-const isRoot = process.getuid?.() === 0;
+/** Below this many files a checkout stays in one thread: workers cost more than they save. */
+const PARALLEL_MIN_FILES = 2000;
+const CHUNK = 256;
+
+const umask = process.umask();
 
 export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
   const repo = Repo.open(opts.repo);
   const commit = resolveRev(repo, opts.rev);
   const node = resolveTreePath(repo, commit, opts.subpath ?? '/');
   const dest = path.resolve(opts.dest);
-  const result: CheckoutResult = { commit, dest, dirs: 0, files: 0, symlinks: 0, hardlinked: 0, copied: 0, warnings: [] };
+  const result: CheckoutResult = { commit, dest, dirs: 0, ...emptyCounts() };
 
   let existing: fs.Stats | undefined;
   try {
@@ -55,152 +56,132 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'inspect', dest);
   }
-  const writer = new TreeWriter(repo, result, !!opts.union, !!opts.copy, opts.onProgress);
 
   if (node.kind === 'file') {
     // A single file: its name under dest (a directory) or dest itself.
     const name = splitTreePath(opts.subpath ?? '').pop() as string;
     const target = existing?.isDirectory() ? path.join(dest, name) : dest;
     if (!opts.union && fs.existsSync(target)) throw new StrataError('DEST_EXISTS', `${target} already exists (use --union to replace it)`, { dest: target });
-    writer.writeFileAtomic(node.checksum, target);
+    const placer = new FilePlacer(repo, !!opts.copy);
+    replaceAtomically(target, (tmp) => placer.place(node.checksum, tmp));
+    addCounts(result, placer.counts);
     return result;
   }
 
-  if (existing && !opts.union) {
-    if (!existing.isDirectory() || fs.readdirSync(dest).length > 0) {
-      throw new StrataError('DEST_EXISTS', `checkout destination ${dest} exists and is not empty (use --union to write into it)`, { dest });
-    }
+  if (existing && !opts.union && (!existing.isDirectory() || fs.readdirSync(dest).length > 0)) {
+    throw new StrataError('DEST_EXISTS', `checkout destination ${dest} exists and is not empty (use --union to write into it)`, { dest });
   }
+  if (existing && !existing.isDirectory()) throw new StrataError('DEST_EXISTS', `${dest} exists and is not a directory`, { dest });
+
   if (existing && opts.union) {
-    if (!existing.isDirectory()) throw new StrataError('DEST_EXISTS', `${dest} exists and is not a directory`, { dest });
-    writer.writeDir(node.tree, node.meta, dest, true);
+    const placer = new FilePlacer(repo, !!opts.copy);
+    const plan = planDirs(repo, node.tree, node.meta, dest, true, result);
+    for (const [checksum, file] of plan.files) {
+      if (lstatOrNull(file)) replaceAtomically(file, (tmp) => placer.place(checksum, tmp));
+      else placer.place(checksum, file);
+    }
+    addCounts(result, placer.counts);
+    finishDirs(plan.dirs, result.warnings);
     return result;
   }
+
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.strata-tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
+  const workers = defaultWorkerCount();
+  // Start workers first: they load while the directories are being made.
+  let pool: WorkerPool | null = null;
   try {
-    writer.writeDir(node.tree, node.meta, tmp, false);
+    if (workers > 1) pool = new WorkerPool(workers);
+    const plan = planDirs(repo, node.tree, node.meta, tmp, false, result);
+    await placeFiles(repo, plan.files, !!opts.copy, pool, result, opts.onProgress);
+    finishDirs(plan.dirs, result.warnings);
     fs.renameSync(tmp, dest);
+    result.dest = dest;
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err instanceof StrataError ? err : ioError(err, 'check out into', dest);
+  } finally {
+    await pool?.close();
   }
   return result;
 }
 
-interface ObjectInfo {
-  meta: FileMeta;
-  /** True when a hardlink to the object gives the file its exact metadata. */
-  linkable: boolean;
+interface DirPlan {
+  /** [checksum, destination] for every file and symlink. */
+  files: [Checksum, string][];
+  /** Directories whose owner, xattrs or mode still need setting, children first. */
+  dirs: { dir: string; meta: DirMeta; existed: boolean; direct: boolean }[];
 }
 
-class TreeWriter {
-  private readonly infos = new Map<Checksum, ObjectInfo>();
-  private done = 0;
-
-  constructor(
-    private readonly repo: Repo,
-    private readonly result: CheckoutResult,
-    private readonly union: boolean,
-    private readonly copy: boolean,
-    private readonly onProgress?: (done: number) => void,
-  ) {}
-
-  private info(checksum: Checksum): ObjectInfo {
-    let i = this.infos.get(checksum);
-    if (!i) {
-      const { meta } = this.repo.loadFileInfo(checksum);
-      let linkable = false;
-      if (!this.copy && !this.repo.archive && (meta.mode & S_IFMT) !== S_IFLNK && meta.xattrs.length === 0) {
-        const st = fs.statSync(this.repo.objectFile(checksum, 'file'));
-        linkable = (st.mode & 0o7777) === (meta.mode & 0o7777) && (!isRoot || (st.uid === meta.uid && st.gid === meta.gid));
-      }
-      i = { meta, linkable };
-      this.infos.set(checksum, i);
-    }
-    return i;
-  }
-
-  writeDir(tree: Checksum, metaSum: Checksum, dir: string, mayExist: boolean): void {
-    const meta = this.repo.loadDirMeta(metaSum);
-    const t = this.repo.loadDirTree(tree);
+/** Makes every directory of the tree and lists the files to place. */
+function planDirs(repo: Repo, tree: Checksum, metaSum: Checksum, root: string, union: boolean, result: CheckoutResult): DirPlan {
+  const plan: DirPlan = { files: [], dirs: [] };
+  const visit = (treeSum: Checksum, metaSum: Checksum, dir: string, mayExist: boolean): void => {
+    const meta = repo.loadDirMeta(metaSum);
+    const t = repo.loadDirTree(treeSum);
+    const perms = meta.mode & 0o7777;
+    // mkdir gives the final mode at once unless umask or special bits interfere,
+    // or (not being root) the directory would be closed to our own writes.
+    const direct = (perms & ~0o777) === 0 && (perms & umask) === 0 && (isRoot || (perms & 0o700) === 0o700);
+    let existed = false;
     if (mayExist) {
       const st = lstatOrNull(dir);
-      if (st && !st.isDirectory()) {
-        fs.rmSync(dir, { force: true }); // the tree wins; never write through a symlink
-        fs.mkdirSync(dir, 0o700);
-      } else if (!st) fs.mkdirSync(dir, 0o700);
-    } else {
-      fs.mkdirSync(dir, 0o700);
+      if (st && !st.isDirectory()) fs.rmSync(dir, { force: true }); // the tree wins; never write through a symlink
+      else existed = !!st;
     }
-    this.result.dirs++;
-    for (const f of t.files) this.writeFile(f.checksum, dir + '/' + f.name, mayExist);
-    for (const d of t.dirs) this.writeDir(d.tree, d.meta, dir + '/' + d.name, mayExist && fs.existsSync(dir + '/' + d.name));
-    // Mode last: a read-only directory must still receive its entries.
-    this.applyOwnerAndXattrs(dir, meta.uid, meta.gid, meta.xattrs, false);
-    fs.chmodSync(dir, meta.mode & 0o7777);
-  }
+    if (!existed) fs.mkdirSync(dir, direct ? perms : 0o700);
+    result.dirs++;
+    for (const f of t.files) plan.files.push([f.checksum, dir + '/' + f.name]);
+    for (const d of t.dirs) visit(d.tree, d.meta, dir + '/' + d.name, union && existed);
+    plan.dirs.push({ dir, meta, existed, direct });
+  };
+  visit(tree, metaSum, root, union);
+  return plan;
+}
 
-  /** Replaces one file crash-safely (temp name + rename), for --union and single files. */
-  writeFileAtomic(checksum: Checksum, target: string): void {
-    const tmp = `${path.dirname(target)}/.${path.basename(target)}.strata-tmp-${process.pid}`;
-    fs.rmSync(tmp, { force: true });
-    this.writeFile(checksum, tmp, false);
-    const st = lstatOrNull(target);
-    if (st?.isDirectory()) fs.rmSync(target, { recursive: true, force: true });
+async function placeFiles(repo: Repo, files: [Checksum, string][], copy: boolean, pool: WorkerPool | null, result: CheckoutResult, onProgress?: (done: number, total: number) => void): Promise<void> {
+  if (!pool || files.length < PARALLEL_MIN_FILES) {
+    const placer = new FilePlacer(repo, copy);
+    files.forEach(([c, f], i) => {
+      placer.place(c, f);
+      if (onProgress && i % 500 === 0) onProgress(i, files.length);
+    });
+    addCounts(result, placer.counts);
+    return;
+  }
+  let done = 0;
+  const chunks: Promise<void>[] = [];
+  for (let i = 0; i < files.length; i += CHUNK) {
+    const slice = files.slice(i, i + CHUNK);
+    const task = { repoPath: repo.path, copy, checksums: slice.map((x) => x[0]), files: slice.map((x) => x[1]) };
+    chunks.push(pool.run<PlaceCounts>({ kind: 'place', chunk: task }).then((c) => {
+      addCounts(result, c);
+      done += slice.length;
+      onProgress?.(done, files.length);
+    }));
+  }
+  await Promise.all(chunks);
+}
+
+/** Owner, xattrs and final mode of each directory, after its entries exist. */
+function finishDirs(dirs: DirPlan['dirs'], warnings: string[]): void {
+  for (const d of dirs) {
+    applyOwnerAndXattrs(d.dir, d.meta.uid, d.meta.gid, d.meta.xattrs, false, d.existed, warnings);
+    if (!d.direct || d.existed) fs.chmodSync(d.dir, d.meta.mode & 0o7777);
+  }
+}
+
+/** Writes a file under a temp name and renames it over `target`. */
+function replaceAtomically(target: string, write: (tmp: string) => void): void {
+  const tmp = `${path.dirname(target)}/.${path.basename(target)}.strata-tmp-${process.pid}`;
+  fs.rmSync(tmp, { force: true });
+  try {
+    write(tmp);
+    if (lstatOrNull(target)?.isDirectory()) fs.rmSync(target, { recursive: true, force: true });
     fs.renameSync(tmp, target);
-  }
-
-  private writeFile(checksum: Checksum, file: string, mayExist: boolean): void {
-    if (mayExist && lstatOrNull(file)) {
-      this.writeFileAtomic(checksum, file);
-      return;
-    }
-    const { meta, linkable } = this.info(checksum);
-    if ((meta.mode & S_IFMT) === S_IFLNK) {
-      fs.symlinkSync(meta.symlinkTarget, file);
-      if (isRoot) fs.lchownSync(file, meta.uid, meta.gid);
-      if (meta.xattrs.length) this.applyOwnerAndXattrs(file, meta.uid, meta.gid, meta.xattrs, true);
-      this.result.symlinks++;
-    } else if (linkable) {
-      try {
-        fs.linkSync(this.repo.objectFile(checksum, 'file'), file);
-        this.result.hardlinked++;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'EXDEV' && code !== 'EMLINK' && code !== 'EPERM') throw ioError(err, 'link', file);
-        this.copyOut(checksum, meta, file);
-      }
-      this.result.files++;
-    } else {
-      this.copyOut(checksum, meta, file);
-      this.result.files++;
-    }
-    if (this.onProgress && ++this.done % 500 === 0) this.onProgress(this.done);
-  }
-
-  private copyOut(checksum: Checksum, meta: FileMeta, file: string): void {
-    if (this.repo.archive) {
-      const { content } = this.repo.loadFile(checksum);
-      fs.writeFileSync(file, content ?? Buffer.alloc(0), { mode: 0o600, flag: 'wx' });
-    } else {
-      fs.copyFileSync(this.repo.objectFile(checksum, 'file'), file, fs.constants.COPYFILE_EXCL);
-    }
-    this.applyOwnerAndXattrs(file, meta.uid, meta.gid, meta.xattrs, false);
-    fs.chmodSync(file, meta.mode & 0o7777); // after chown, which clears setuid bits
-    fs.utimesSync(file, 0, 0);
-    this.result.copied++;
-  }
-
-  private applyOwnerAndXattrs(file: string, uid: number, gid: number, xattrs: Xattr[], isLink: boolean): void {
-    if (isRoot && !isLink) fs.chownSync(file, uid, gid);
-    for (const x of xattrs) {
-      try {
-        setAttributeSync(file, x.name, x.value);
-      } catch (err) {
-        this.result.warnings.push(`could not set xattr ${x.name} on ${file}: ${(err as Error).message}`);
-      }
-    }
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
   }
 }
 

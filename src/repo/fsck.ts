@@ -70,10 +70,34 @@ export async function fsck(opts: FsckOptions): Promise<FsckResult> {
     return bytes;
   };
 
-  const heads = new Set<Checksum>(listRefs(repo).map((r) => r.checksum));
-  for (const c of listCommits(repo)) heads.add(c);
+  const parseOrReport = <T>(fn: () => T, checksum: Checksum, type: ObjectType, place: string): T | null => {
+    try {
+      return fn();
+    } catch (err) {
+      problem(checksum, type, 'corrupt', (err as Error).message, place);
+      return null;
+    }
+  };
 
-  const walkTree = (commit: Checksum, tree: Checksum, meta: Checksum, dirPath: string): void => {
+  // Content is verified by workers while the main thread is still walking trees.
+  const pool = new WorkerPool();
+  const ctx = { repoPath: repo.path, archive: repo.archive };
+  const verifications: Promise<void>[] = [];
+  let done = 0;
+  let contentBytes = 0;
+  const verify = (checksum: Checksum): void => {
+    verifications.push(
+      pool.run<VerifyOutcome>({ kind: 'verify', ctx, checksum }).then((r) => {
+        if (r.status === 'ok') contentBytes += r.size;
+        else for (const place of content.get(checksum) ?? []) problem(checksum, 'file', r.status, r.message, place);
+        done++;
+        if (done % 256 === 0 || done === content.size) opts.onProgress?.(done, content.size);
+      }),
+    );
+  };
+
+  let sinceYield = 0;
+  const walkTree = async (commit: Checksum, tree: Checksum, meta: Checksum, dirPath: string): Promise<void> => {
     const place = `${commit}:${dirPath}`;
     if (!seen.has(`${meta}.dirmeta`)) {
       seen.add(`${meta}.dirmeta`);
@@ -86,52 +110,50 @@ export async function fsck(opts: FsckOptions): Promise<FsckResult> {
     if (!bytes) return;
     const t = parseOrReport(() => parseDirTree(bytes), tree, 'dirtree', place);
     if (!t) return;
+    const prefix = dirPath === '/' ? '' : dirPath;
     for (const f of t.files) {
-      const where = `${commit}:${dirPath === '/' ? '' : dirPath}/${f.name}`;
+      const where = `${commit}:${prefix}/${f.name}`;
       const places = content.get(f.checksum);
       if (places) {
         if (places.length < MAX_PLACES) places.push(where);
-      } else content.set(f.checksum, [where]);
+      } else {
+        content.set(f.checksum, [where]);
+        verify(f.checksum);
+      }
     }
-    for (const d of t.dirs) walkTree(commit, d.tree, d.meta, `${dirPath === '/' ? '' : dirPath}/${d.name}`);
+    if (++sinceYield >= 32) {
+      sinceYield = 0;
+      await new Promise((r) => setImmediate(r));
+    }
+    for (const d of t.dirs) await walkTree(commit, d.tree, d.meta, `${prefix}/${d.name}`);
   };
 
-  const parseOrReport = <T>(fn: () => T, checksum: Checksum, type: ObjectType, place: string): T | null => {
-    try {
-      return fn();
-    } catch (err) {
-      problem(checksum, type, 'corrupt', (err as Error).message, place);
-      return null;
-    }
-  };
-
-  for (const c of heads) {
+  const checkCommit = async (c: Checksum): Promise<void> => {
     const bytes = checkMeta(c, 'commit', `${c}:`);
-    if (!bytes) continue;
+    if (!bytes) return;
     const commit = parseOrReport(() => parseCommit(bytes), c, 'commit', `${c}:`);
-    if (!commit) continue;
+    if (!commit) return;
     if (repo.hasObject(c, 'commitmeta')) {
       const meta = repo.readMetadataBytes(c, 'commitmeta');
       parseOrReport(() => parseVardict(meta), c, 'commitmeta', `${c}:`);
     }
-    walkTree(c, commit.rootTree, commit.rootMeta, '/');
-  }
+    await walkTree(c, commit.rootTree, commit.rootMeta, '/');
+  };
 
-  const pool = new WorkerPool();
-  let done = 0;
-  let contentBytes = 0;
-  const total = content.size;
+  // Refs first (their content starts verifying at once), then every other commit.
+  const heads = new Set<Checksum>();
   try {
-    const ctx = { repoPath: repo.path, archive: repo.archive };
-    await Promise.all(
-      [...content.keys()].map(async (checksum) => {
-        const r = await pool.run<VerifyOutcome>({ kind: 'verify', ctx, checksum });
-        if (r.status === 'ok') contentBytes += r.size;
-        else for (const place of content.get(checksum) ?? []) problem(checksum, 'file', r.status, r.message, place);
-        done++;
-        if (done % 256 === 0 || done === total) opts.onProgress?.(done, total);
-      }),
-    );
+    for (const r of listRefs(repo)) {
+      if (heads.has(r.checksum)) continue;
+      heads.add(r.checksum);
+      await checkCommit(r.checksum);
+    }
+    for (const c of listCommits(repo)) {
+      if (heads.has(c)) continue;
+      heads.add(c);
+      await checkCommit(c);
+    }
+    await Promise.all(verifications);
   } finally {
     await pool.close();
   }

@@ -93,7 +93,8 @@ export class Repo {
   }
 
   objectFile(checksum: Checksum, type: ObjectType): string {
-    return path.join(this.path, objectPath(checksum, type, this.archive));
+    // Plain concatenation: this runs once per file in checkout and fsck.
+    return `${this.path}/${objectPath(checksum, type, this.archive)}`;
   }
 
   hasObject(checksum: Checksum, type: ObjectType): boolean {
@@ -170,12 +171,18 @@ export class Repo {
           fs.closeSync(fd);
         }
       }
-      const raw = readBareUserXattr(file, checksum);
-      const meta = parseBareUserMeta(raw);
-      if ((meta.mode & S_IFMT) === S_IFLNK) {
-        return { meta: { ...meta, symlinkTarget: readBareUserSymlink(file, checksum) }, size: 0 };
-      }
-      return { meta: { ...meta, symlinkTarget: '' }, size: fs.statSync(file).size };
+      const meta = this.loadBareUserMeta(checksum);
+      return { meta, size: (meta.mode & S_IFMT) === S_IFLNK ? 0 : fs.statSync(file).size };
+    });
+  }
+
+  /** A bare-user object's metadata (from user.ostreemeta), without a stat. */
+  loadBareUserMeta(checksum: Checksum): FileMeta {
+    const file = this.objectFile(checksum, 'file');
+    return withObject(checksum, 'file', () => {
+      const meta = parseBareUserMeta(readBareUserXattr(file, checksum));
+      const symlinkTarget = (meta.mode & S_IFMT) === S_IFLNK ? readBareUserSymlink(file, checksum) : '';
+      return { uid: meta.uid, gid: meta.gid, mode: meta.mode, xattrs: meta.xattrs, symlinkTarget };
     });
   }
 

@@ -1,0 +1,143 @@
+// Putting content objects in place as files of a checkout: hardlink, symlink
+// or copy. Runs in the main thread or, for large checkouts, in workers.
+
+import fs from 'node:fs';
+import { setAttributeSync } from '@napi-rs/xattr';
+import { ioError } from '../errors.js';
+import { type Checksum, type FileMeta, type Xattr, S_IFLNK, S_IFMT } from '../core/objects.js';
+import { Repo } from './repo.js';
+
+export const isRoot = process.getuid?.() === 0;
+const myUid = process.getuid?.() ?? -1;
+const myGid = process.getgid?.() ?? -1;
+
+export interface PlaceCounts {
+  files: number;
+  symlinks: number;
+  hardlinked: number;
+  copied: number;
+  warnings: string[];
+}
+
+export function emptyCounts(): PlaceCounts {
+  return { files: 0, symlinks: 0, hardlinked: 0, copied: 0, warnings: [] };
+}
+
+export function addCounts(a: PlaceCounts, b: PlaceCounts): void {
+  a.files += b.files;
+  a.symlinks += b.symlinks;
+  a.hardlinked += b.hardlinked;
+  a.copied += b.copied;
+  a.warnings.push(...b.warnings);
+}
+
+interface ObjectInfo {
+  meta: FileMeta;
+  /** True when a hardlink to the object gives the file its exact metadata. */
+  linkable: boolean;
+}
+
+export class FilePlacer {
+  private readonly infos = new Map<Checksum, ObjectInfo>();
+  readonly counts = emptyCounts();
+
+  constructor(
+    private readonly repo: Repo,
+    private readonly copy: boolean,
+  ) {}
+
+  private info(checksum: Checksum): ObjectInfo {
+    let i = this.infos.get(checksum);
+    if (!i) {
+      const meta = this.repo.archive ? this.repo.loadFileInfo(checksum).meta : this.repo.loadBareUserMeta(checksum);
+      let linkable = false;
+      if (!this.copy && !this.repo.archive && (meta.mode & S_IFMT) !== S_IFLNK && meta.xattrs.length === 0) {
+        const st = fs.statSync(this.repo.objectFile(checksum, 'file'));
+        linkable = (st.mode & 0o7777) === (meta.mode & 0o7777) && (!isRoot || (st.uid === meta.uid && st.gid === meta.gid));
+      }
+      i = { meta, linkable };
+      this.infos.set(checksum, i);
+    }
+    return i;
+  }
+
+  /** Creates `file` (which must not exist) from the object. */
+  place(checksum: Checksum, file: string): void {
+    const { meta, linkable } = this.info(checksum);
+    if ((meta.mode & S_IFMT) === S_IFLNK) {
+      fs.symlinkSync(meta.symlinkTarget, file);
+      if (isRoot && (meta.uid !== myUid || meta.gid !== myGid)) fs.lchownSync(file, meta.uid, meta.gid);
+      if (meta.xattrs.length) applyOwnerAndXattrs(file, meta.uid, meta.gid, meta.xattrs, true, false, this.counts.warnings);
+      this.counts.symlinks++;
+      return;
+    }
+    this.counts.files++;
+    if (linkable) {
+      try {
+        fs.linkSync(this.repo.objectFile(checksum, 'file'), file);
+        this.counts.hardlinked++;
+        return;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EXDEV' && code !== 'EMLINK' && code !== 'EPERM') throw ioError(err, 'link', file);
+      }
+    }
+    this.copyOut(checksum, meta, file);
+  }
+
+  private copyOut(checksum: Checksum, meta: FileMeta, file: string): void {
+    if (this.repo.archive) {
+      const { content } = this.repo.loadFile(checksum);
+      fs.writeFileSync(file, content ?? Buffer.alloc(0), { mode: 0o600, flag: 'wx' });
+    } else {
+      fs.copyFileSync(this.repo.objectFile(checksum, 'file'), file, fs.constants.COPYFILE_EXCL);
+    }
+    applyOwnerAndXattrs(file, meta.uid, meta.gid, meta.xattrs, false, false, this.counts.warnings);
+    fs.chmodSync(file, meta.mode & 0o7777); // after chown, which clears setuid bits
+    fs.utimesSync(file, 0, 0);
+    this.counts.copied++;
+  }
+}
+
+/** Sets owner (as root; skipped when a new entry already has it) and xattrs. */
+export function applyOwnerAndXattrs(file: string, uid: number, gid: number, xattrs: Xattr[], isLink: boolean, existed: boolean, warnings: string[]): void {
+  if (isRoot && !isLink && (existed || uid !== myUid || gid !== myGid)) fs.chownSync(file, uid, gid);
+  for (const x of xattrs) {
+    try {
+      setAttributeSync(file, x.name, x.value);
+    } catch (err) {
+      warnings.push(`could not set xattr ${x.name} on ${file}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Worker task: place a chunk of files; returns what it did. */
+export interface PlaceChunk {
+  repoPath: string;
+  copy: boolean;
+  checksums: Checksum[];
+  files: string[];
+}
+
+const placers = new Map<string, FilePlacer>();
+
+export function placeChunk(chunk: PlaceChunk): PlaceCounts {
+  const key = `${chunk.repoPath}\0${chunk.copy}`;
+  let placer = placers.get(key);
+  if (!placer) {
+    if (placers.size > 8) placers.clear();
+    placer = new FilePlacer(Repo.open(chunk.repoPath), chunk.copy);
+    placers.set(key, placer);
+  }
+  const before = { ...placer.counts, warnings: [] as string[] };
+  const startWarnings = placer.counts.warnings.length;
+  for (let i = 0; i < chunk.files.length; i++) placer.place(chunk.checksums[i], chunk.files[i]);
+  const c = placer.counts;
+  return {
+    files: c.files - before.files,
+    symlinks: c.symlinks - before.symlinks,
+    hardlinked: c.hardlinked - before.hardlinked,
+    copied: c.copied - before.copied,
+    warnings: c.warnings.slice(startWarnings),
+  };
+}
