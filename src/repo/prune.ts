@@ -22,6 +22,7 @@ export interface PruneOptions {
   dryRun?: boolean;
   /** Seconds since the epoch "now" is, for keepYoungerThan (tests). */
   now?: number;
+  onProgress?: (done: number, total: number) => void;
 }
 
 export interface PrunePlan {
@@ -67,9 +68,10 @@ export function planPrune(repo: Repo, opts: Omit<PruneOptions, 'repo'>): PrunePl
   return { keptCommits: [...roots], delete: del, freedBytes };
 }
 
-export function applyPrune(plan: PrunePlan): number {
+export function applyPrune(plan: PrunePlan, onProgress?: (done: number, total: number) => void): number {
   let n = 0;
-  for (const o of plan.delete) {
+  for (const [i, o] of plan.delete.entries()) {
+    if (onProgress && i % 256 === 0) onProgress(i, plan.delete.length);
     try {
       fs.unlinkSync(o.file);
       n++;
@@ -88,7 +90,7 @@ export function prune(opts: PruneOptions): PruneResult {
   const unlock = opts.dryRun ? () => undefined : lockRepo(repo);
   try {
     const plan = planPrune(repo, opts);
-    const deleted = opts.dryRun ? 0 : applyPrune(plan);
+    const deleted = opts.dryRun ? 0 : applyPrune(plan, opts.onProgress);
     return {
       dryRun: !!opts.dryRun,
       total: plan.delete.length,

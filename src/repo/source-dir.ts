@@ -2,6 +2,7 @@
 // writer as soon as it is seen. Hardlinked files are hashed once.
 
 import fs from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
 import { listAttributesSync, getAttributeSync } from '@napi-rs/xattr';
 import { StrataError, ioError } from '../errors.js';
@@ -55,13 +56,18 @@ export async function readSourceDir(root: string, opts: SourceOptions, stage: St
   const walk = async (dirPath: string, dirStat: fs.Stats): Promise<MDir> => {
     const dir: MDir = { kind: 'dir', meta: dirMeta(dirPath, dirStat), entries: new Map() };
     stats.dirs++;
-    let names: string[];
+    let rawNames: Buffer[];
     try {
-      names = fs.readdirSync(dirPath);
+      rawNames = fs.readdirSync(dirPath, { encoding: 'buffer' });
     } catch (err) {
       throw ioError(err, 'list', dirPath);
     }
-    for (const name of names) {
+    for (const raw of rawNames) {
+      // Tree entry names are GVariant strings: they must be valid UTF-8.
+      if (!isUtf8(raw)) {
+        throw new StrataError('UNSUPPORTED_FILE', `cannot commit ${path.join(dirPath, raw.toString('latin1'))}: its name is not valid UTF-8`, { path: dirPath });
+      }
+      const name = raw.toString('utf8');
       const p = path.join(dirPath, name);
       let s: fs.Stats;
       try {

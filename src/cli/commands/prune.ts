@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { formatBytes, out, parseIntFlag, printJson, requireRepo } from '../output.js';
+import { formatBytes, out, parseIntFlag, printJson, progress, requireRepo } from '../output.js';
 
 export function register(program: Command): void {
   program
@@ -13,13 +13,20 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (o: { repo?: string; refsOnly?: boolean; depth?: string; keepYoungerThan?: string; dryRun?: boolean; json?: boolean }) => {
       const { prune, parseDuration } = await import('../../repo/prune.js');
-      const r = prune({
-        repo: requireRepo(o.repo),
-        refsOnly: o.refsOnly,
-        depth: o.depth !== undefined ? parseIntFlag('--depth', o.depth, -1) : undefined,
-        keepYoungerThan: o.keepYoungerThan !== undefined ? parseDuration(o.keepYoungerThan) : undefined,
-        dryRun: o.dryRun,
-      });
+      const bar = await progress('prune', o);
+      let r;
+      try {
+        r = prune({
+          repo: requireRepo(o.repo),
+          refsOnly: o.refsOnly,
+          depth: o.depth !== undefined ? parseIntFlag('--depth', o.depth, -1) : undefined,
+          keepYoungerThan: o.keepYoungerThan !== undefined ? parseDuration(o.keepYoungerThan) : undefined,
+          dryRun: o.dryRun,
+          onProgress: (d, t) => bar.update(d, t),
+        });
+      } finally {
+        bar.stop();
+      }
       if (o.json) return printJson(r);
       if (r.dryRun) out(`Would delete ${r.total} objects (${r.deletedCommits} commits), freeing ${formatBytes(r.freedBytes)}`);
       else out(`Deleted ${r.deleted} objects (${r.deletedCommits} commits), freed ${formatBytes(r.freedBytes)}`);
