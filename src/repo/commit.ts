@@ -84,10 +84,7 @@ export async function commit(opts: CommitOptions): Promise<CommitResult> {
   const stage: StageFn = (job, transfer) => {
     total++;
     return pool.run<ContentResult>({ kind: 'stage', ctx, job }, transfer).then((r) => {
-      if (r.written) {
-        tx.noteStaged(r.checksum, 'file');
-        storedBytes += r.storedBytes;
-      }
+      if (r.written && tx.noteStaged(r.checksum, 'file')) storedBytes += r.storedBytes;
       done++;
       opts.onProgress?.(done, total);
       return r.checksum;

@@ -47,18 +47,17 @@ export function stagedName(checksum: Checksum, ext: string): string {
   return `${checksum}.${ext}`;
 }
 
+/**
+ * Only the repository is asked: two workers may stage the same new object
+ * in one commit; the second rename replaces the first with identical bytes
+ * and the transaction records it once.
+ */
 function objectExists(ctx: StageContext, checksum: Checksum): boolean {
-  const ext = ctx.archive ? 'filez' : 'file';
   try {
-    fs.accessSync(path.join(ctx.repoPath, objectPath(checksum, 'file', ctx.archive)));
+    fs.accessSync(`${ctx.repoPath}/${objectPath(checksum, 'file', ctx.archive)}`);
     return true;
   } catch {
-    try {
-      fs.accessSync(path.join(ctx.stagingDir, stagedName(checksum, ext)));
-      return true;
-    } catch {
-      return false;
-    }
+    return false;
   }
 }
 

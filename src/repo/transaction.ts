@@ -119,12 +119,13 @@ export class Transaction {
     return type === 'file' ? (this.repo.archive ? 'filez' : 'file') : type;
   }
 
-  /** Records a content object a worker staged. */
-  noteStaged(checksum: Checksum, type: ObjectType): void {
+  /** Records a content object a worker staged; false when it was already recorded. */
+  noteStaged(checksum: Checksum, type: ObjectType): boolean {
     const key = `${checksum}.${type}`;
-    if (this.stagedSet.has(key)) return;
+    if (this.stagedSet.has(key)) return false;
     this.stagedSet.add(key);
     this.staged.push({ checksum, type });
+    return true;
   }
 
   /** Hashes and stages a metadata object unless the repo already has it. */
