@@ -4,10 +4,8 @@
 // them into objects/ only after they are durable (see transaction.ts).
 
 import fs from 'node:fs';
-import path from 'node:path';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { threadId } from 'node:worker_threads';
 import { setAttributeSync } from '@napi-rs/xattr';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, ioError } from '../errors.js';
@@ -68,8 +66,8 @@ export async function stageContent(ctx: StageContext, job: ContentJob): Promise<
     const checksum = createHash('sha256').update(header).digest('hex') as Checksum;
     if (objectExists(ctx, checksum)) return { checksum, written: false, storedBytes: 0 };
     const body = ctx.archive ? archiveHeader(job.meta, 0) : Buffer.from(job.meta.symlinkTarget + '\0', 'utf8');
-    writeStaged(ctx, checksum, body, job.meta);
-    return { checksum, written: true, storedBytes: body.length };
+    const written = writeStaged(ctx, checksum, body, job.meta);
+    return { checksum, written, storedBytes: written ? body.length : 0 };
   }
   if (job.data === undefined && job.size > STREAM_THRESHOLD) return stageLargeFile(ctx, job, header);
   let content: Buffer;
@@ -90,29 +88,45 @@ export async function stageContent(ctx: StageContext, job: ContentJob): Promise<
   const body = ctx.archive
     ? Buffer.concat([archiveHeader(job.meta, content.length), zlib.deflateRawSync(content, { level: ctx.level })])
     : content;
-  writeStaged(ctx, checksum, body, job.meta);
-  return { checksum, written: true, storedBytes: body.length };
+  const written = writeStaged(ctx, checksum, body, job.meta);
+  return { checksum, written, storedBytes: written ? body.length : 0 };
 }
 
-function tempName(ctx: StageContext): string {
-  return path.join(ctx.stagingDir, `.tmp-${threadId}-${Math.random().toString(36).slice(2)}`);
+function stagedPath(ctx: StageContext, checksum: Checksum): string {
+  return `${ctx.stagingDir}/${stagedName(checksum, ctx.archive ? 'filez' : 'file')}`;
 }
 
-function writeStaged(ctx: StageContext, checksum: Checksum, body: Buffer, meta: FileMeta): void {
-  const tmp = tempName(ctx);
+/**
+ * Creates the staged object under its final staged name: the staging
+ * directory is private to the transaction and published only after a sync,
+ * so no temp name is needed. EEXIST means another worker staged the same
+ * object in this commit: nothing to do.
+ */
+function createStaged(ctx: StageContext, checksum: Checksum): number | null {
   try {
-    const fd = fs.openSync(tmp, 'wx', 0o644);
+    return fs.openSync(stagedPath(ctx, checksum), 'wx', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return null;
+    throw ioError(err, 'stage object', checksum);
+  }
+}
+
+function writeStaged(ctx: StageContext, checksum: Checksum, body: Buffer, meta: FileMeta): boolean {
+  const fd = createStaged(ctx, checksum);
+  if (fd === null) return false;
+  const file = stagedPath(ctx, checksum);
+  try {
     try {
       fs.writeSync(fd, body);
-      if (!ctx.archive) finishBareUser(fd, tmp, meta);
+      if (!ctx.archive) finishBareUser(fd, file, meta);
     } finally {
       fs.closeSync(fd);
     }
-    fs.renameSync(tmp, path.join(ctx.stagingDir, stagedName(checksum, ctx.archive ? 'filez' : 'file')));
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    fs.rmSync(file, { force: true });
     throw err instanceof StrataError ? err : ioError(err, 'stage object', checksum);
   }
+  return true;
 }
 
 /**
@@ -141,25 +155,22 @@ async function stageLargeFile(ctx: StageContext, job: ContentJob, header: Buffer
   if (seen !== job.size) throw new StrataError('IO', `${source} changed size while being committed`, { path: source });
   const checksum = hash.digest('hex') as Checksum;
   if (objectExists(ctx, checksum)) return { checksum, written: false, storedBytes: 0 };
-  const tmp = tempName(ctx);
+  const fd = createStaged(ctx, checksum);
+  if (fd === null) return { checksum, written: false, storedBytes: 0 };
+  const file = stagedPath(ctx, checksum);
   try {
     if (ctx.archive) {
-      fs.writeFileSync(tmp, archiveHeader(job.meta, job.size), { mode: 0o644, flag: 'wx' });
-      await pipeline(fs.createReadStream(source), zlib.createDeflateRaw({ level: ctx.level }), fs.createWriteStream(tmp, { flags: 'a' }));
+      fs.writeSync(fd, archiveHeader(job.meta, job.size));
+      await pipeline(fs.createReadStream(source), zlib.createDeflateRaw({ level: ctx.level }), fs.createWriteStream('', { fd, autoClose: false }));
     } else {
-      fs.copyFileSync(source, tmp, fs.constants.COPYFILE_EXCL);
-      const fd = fs.openSync(tmp, 'r+');
-      try {
-        finishBareUser(fd, tmp, job.meta);
-      } finally {
-        fs.closeSync(fd);
-      }
+      fs.copyFileSync(source, file);
+      finishBareUser(fd, file, job.meta);
     }
-    const stored = fs.statSync(tmp).size;
-    fs.renameSync(tmp, path.join(ctx.stagingDir, stagedName(checksum, ctx.archive ? 'filez' : 'file')));
-    return { checksum, written: true, storedBytes: stored };
+    return { checksum, written: true, storedBytes: fs.fstatSync(fd).size };
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    fs.rmSync(file, { force: true });
     throw err instanceof StrataError ? err : ioError(err, 'stage object from', source);
+  } finally {
+    fs.closeSync(fd);
   }
 }
