@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what strata's tour, tests and benchmarks need, only when missing:
 # npm packages (npm ci) and Debian packages (ostree for interop, debootstrap
-# for real root filesystems, attr for xattr tools in tests).
+# for real root filesystems, attr for xattr tools in tests, xz-utils and zstd
+# to read compressed tarballs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ missing=()
 command -v ostree >/dev/null || missing+=(ostree)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v getfattr >/dev/null || missing+=(attr)
+command -v xz >/dev/null || missing+=(xz-utils)
+command -v zstd >/dev/null || missing+=(zstd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "ensure-deps: need Debian packages ${missing[*]}; run as root or install them" >&2

@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   FSCK_FAILED: { exit: 1, meaning: 'fsck found missing or corrupt objects; details are listed' },
   INVALID_TIMESTAMP: { exit: 2, meaning: 'a timestamp is neither ISO 8601 nor seconds since the epoch' },
   INVALID_DURATION: { exit: 2, meaning: 'a duration is not a number with a unit (s, m, h, d, w)' },
+  TOOL_MISSING: { exit: 69, meaning: 'a program strata runs (xz, zstd) is not installed; the message names the Debian package' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
