@@ -63,7 +63,9 @@ export function parseType(text: string): GVariantType {
   if (cached) return cached;
   const [type, end] = parseTypeAt(text, 0, 0);
   if (end !== text.length) throw malformed(`trailing characters in type string '${text}'`);
-  if (typeCache.size < 1024) typeCache.set(text, type);
+  // Only short strings: variant types come from untrusted data, and 1024 cached
+  // megabyte-long ones would pin a gigabyte.
+  if (typeCache.size < 1024 && text.length <= 256) typeCache.set(text, type);
   return type;
 }
 
@@ -330,14 +332,15 @@ function writeBasic(w: Writer, code: BasicCode, value: unknown): void {
       return w.uint(value ? 1 : 0, 1);
     case 'y':
     case 'q':
-    case 'u':
-    case 'h': {
+    case 'u': {
       const size = BASIC[code].fixed as number;
       expect(Number.isInteger(value) && (value as number) >= 0 && (value as number) < 2 ** (8 * size), `${code} needs an unsigned ${8 * size}-bit integer`);
       return w.uint(value as number, size);
     }
     case 'n':
-    case 'i': {
+    case 'i':
+    case 'h': {
+      // A handle is a gint32 in GLib (g_variant_new_handle), so -1 is a valid one.
       const size = BASIC[code].fixed as number;
       const lim = 2 ** (8 * size - 1);
       expect(Number.isInteger(value) && (value as number) >= -lim && (value as number) < lim, `${code} needs a signed ${8 * size}-bit integer`);
@@ -530,9 +533,9 @@ function readBasic(code: BasicCode, buf: Buffer, start: number, end: number): un
     case 'q':
       return buf.readUInt16LE(start);
     case 'i':
+    case 'h':
       return buf.readInt32LE(start);
     case 'u':
-    case 'h':
       return buf.readUInt32LE(start);
     case 'x':
       return buf.readBigInt64LE(start);

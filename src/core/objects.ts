@@ -4,6 +4,7 @@
 // GVariant data; file checksums cover a length-prefixed header plus content;
 // metadata checksums cover the normal-form bytes.
 
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { StrataError } from '../errors.js';
 import { parse, parseType, serialize, type Variant } from './gvariant.js';
@@ -36,7 +37,9 @@ export function checksumFromBytes(bytes: Uint8Array): Checksum {
 }
 
 export function checksumToBytes(c: Checksum): Buffer {
-  return Buffer.from(c, 'hex');
+  // Buffer.from(_, 'hex') silently stops at the first bad digit; an unchecked
+  // string would become a short checksum field inside a written object.
+  return Buffer.from(toChecksum(c), 'hex');
 }
 
 export function sha256(...parts: Uint8Array[]): Checksum {
@@ -58,7 +61,13 @@ export function canonicalXattrs(xattrs: readonly Xattr[]): Xattr[] {
 
 function xattrsToGVariant(xattrs: readonly Xattr[]): [Buffer, Buffer][] {
   // Names are bytestrings: their trailing NUL is part of the stored value.
-  return canonicalXattrs(xattrs).map((x) => [Buffer.concat([Buffer.from(x.name, 'utf8'), Buffer.from([0])]), x.value]);
+  return canonicalXattrs(xattrs).map((x) => {
+    const name = Buffer.from(x.name, 'utf8');
+    if (name.length === 0 || name.includes(0) || name.toString('utf8') !== x.name) {
+      throw new StrataError('GVARIANT_VALUE', `xattr name ${JSON.stringify(x.name)} is empty, holds NUL or is not well-formed Unicode`, { name: x.name });
+    }
+    return [Buffer.concat([name, Buffer.from([0])]), x.value];
+  });
 }
 
 function xattrsFromGVariant(raw: [Buffer, Buffer][]): Xattr[] {
@@ -66,8 +75,20 @@ function xattrsFromGVariant(raw: [Buffer, Buffer][]): Xattr[] {
     if (name.length < 2 || name[name.length - 1] !== 0 || name.indexOf(0) !== name.length - 1) {
       throw new StrataError('OBJECT_MALFORMED', 'xattr name is not a NUL-terminated string');
     }
+    // Xattr.name is a string: a name that is not UTF-8 would come back as other bytes.
+    if (!isUtf8(name.subarray(0, name.length - 1))) throw new StrataError('OBJECT_MALFORMED', 'xattr name is not UTF-8');
     return { name: name.toString('utf8', 0, name.length - 1), value: Buffer.from(value) };
   });
+}
+
+/** uid, gid and mode must be 32-bit unsigned: bswap32 would silently wrap -1 or 2**32. */
+function u32be(what: string, v: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new StrataError('GVARIANT_VALUE', `${what} ${v} is not a 32-bit unsigned integer`, { [what]: v });
+  return bswap32(v);
+}
+
+function ownerBe(m: { uid: number; gid: number; mode: number }): [number, number, number] {
+  return [u32be('uid', m.uid), u32be('gid', m.gid), u32be('mode', m.mode)];
 }
 
 const bswap32 = (v: number): number => ((v & 0xff) << 24 | (v & 0xff00) << 8 | (v >>> 8) & 0xff00 | (v >>> 24)) >>> 0;
@@ -89,7 +110,7 @@ export interface DirMeta {
 const DIRMETA = parseType('(uuua(ayay))');
 
 export function serializeDirMeta(m: DirMeta): Buffer {
-  return serialize(DIRMETA, [bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), xattrsToGVariant(m.xattrs)]);
+  return serialize(DIRMETA, [...ownerBe(m), xattrsToGVariant(m.xattrs)]);
 }
 
 export function parseDirMeta(data: Uint8Array): DirMeta {
@@ -128,6 +149,13 @@ export function compareNames(a: string, b: string): number {
 export function serializeDirTree(t: DirTree): Buffer {
   const files = [...t.files].sort((a, b) => compareNames(a.name, b.name));
   const dirs = [...t.dirs].sort((a, b) => compareNames(a.name, b.name));
+  // Never write a tree that parseDirTree would refuse.
+  const seen = new Set<string>();
+  for (const { name } of [...files, ...dirs]) {
+    validateEntryName(name);
+    if (seen.has(name)) throw new StrataError('GVARIANT_VALUE', `dirtree would hold ${JSON.stringify(name)} twice`, { name });
+    seen.add(name);
+  }
   return serialize(DIRTREE, [
     files.map((f) => [f.name, checksumToBytes(f.checksum)]),
     dirs.map((d) => [d.name, checksumToBytes(d.tree), checksumToBytes(d.meta)]),
@@ -182,6 +210,9 @@ export interface Commit {
 const COMMIT = parseType('(a{sv}aya(say)sstayay)');
 
 export function serializeCommit(c: Commit): Buffer {
+  if (!Number.isSafeInteger(c.timestamp) || c.timestamp < 0) {
+    throw new StrataError('GVARIANT_VALUE', `commit timestamp ${c.timestamp} is not a whole number of seconds since the epoch`, { timestamp: c.timestamp });
+  }
   return serialize(COMMIT, [
     c.metadata,
     c.parent ? checksumToBytes(c.parent) : Buffer.alloc(0),
@@ -198,13 +229,15 @@ export function parseCommit(data: Uint8Array): Commit {
   const [metadata, parent, related, subject, body, ts, rootTree, rootMeta] = parseObject(COMMIT, data, 'commit') as [
     Metadata, Buffer, [string, Buffer][], string, string, bigint, Buffer, Buffer,
   ];
+  const seconds = bswap64(ts);
+  if (seconds > BigInt(Number.MAX_SAFE_INTEGER)) throw new StrataError('OBJECT_MALFORMED', `commit timestamp ${seconds} is out of range`);
   return {
     metadata,
     parent: parent.length === 0 ? null : checksumFromBytes(parent),
     related: related.map(([n, s]) => [n, checksumFromBytes(s)]),
     subject,
     body,
-    timestamp: Number(bswap64(ts)),
+    timestamp: Number(seconds),
     rootTree: checksumFromBytes(rootTree),
     rootMeta: checksumFromBytes(rootMeta),
   };
@@ -249,12 +282,13 @@ function lenPrefixed(variant: Buffer): Buffer {
 
 /** The header a content checksum covers (before the file's bytes). */
 export function fileHeader(m: FileMeta): Buffer {
-  return lenPrefixed(serialize(FILE_HEADER, [bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), 0, m.symlinkTarget, xattrsToGVariant(m.xattrs)]));
+  return lenPrefixed(serialize(FILE_HEADER, [...ownerBe(m), 0, m.symlinkTarget, xattrsToGVariant(m.xattrs)]));
 }
 
 /** The header at the start of an archive-mode `.filez` object. */
 export function archiveHeader(m: FileMeta, size: number): Buffer {
-  return lenPrefixed(serialize(ARCHIVE_HEADER, [bswap64(BigInt(size)), bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), 0, m.symlinkTarget, xattrsToGVariant(m.xattrs)]));
+  if (!Number.isSafeInteger(size) || size < 0) throw new StrataError('GVARIANT_VALUE', `file size ${size} is not a byte count`, { size });
+  return lenPrefixed(serialize(ARCHIVE_HEADER, [bswap64(BigInt(size)), ...ownerBe(m), 0, m.symlinkTarget, xattrsToGVariant(m.xattrs)]));
 }
 
 function readLenPrefixed(data: Uint8Array, what: string): { variant: Buffer; rest: number } {
@@ -279,7 +313,9 @@ export function parseArchiveHeader(data: Uint8Array): { meta: FileMeta; size: nu
   const [size, uid, gid, mode, rdev, target, xattrs] = parseObject(ARCHIVE_HEADER, variant, 'archive file header') as [bigint, number, number, number, number, string, [Buffer, Buffer][]];
   if (rdev !== 0) throw new StrataError('OBJECT_MALFORMED', 'file object with a device number');
   const meta = validateFileMeta({ uid: bswap32(uid), gid: bswap32(gid), mode: bswap32(mode), symlinkTarget: target, xattrs: xattrsFromGVariant(xattrs) });
-  return { meta, size: Number(bswap64(size)), bodyOffset: rest };
+  const bytes = bswap64(size);
+  if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new StrataError('OBJECT_MALFORMED', `archive file object claims ${bytes} bytes`);
+  return { meta, size: Number(bytes), bodyOffset: rest };
 }
 
 /** Parses a content-stream header (as checksummed); returns metadata and where content starts. */
@@ -294,10 +330,18 @@ export function parseFileHeader(data: Uint8Array): { meta: FileMeta; bodyOffset:
 const BAREUSER_META = parseType('(uuua(ayay))');
 
 export function serializeBareUserMeta(m: FileMeta): Buffer {
-  return serialize(BAREUSER_META, [bswap32(m.uid), bswap32(m.gid), bswap32(m.mode), xattrsToGVariant(m.xattrs)]);
+  return serialize(BAREUSER_META, [...ownerBe(m), xattrsToGVariant(m.xattrs)]);
 }
 
 export function parseBareUserMeta(data: Uint8Array): Omit<FileMeta, 'symlinkTarget'> {
+  if (data.length === 12) {
+    // The common case (no xattrs) is a fixed layout: three big-endian words.
+    const b = Buffer.from(data.buffer, data.byteOffset, 12);
+    const m = { uid: b.readUInt32BE(0), gid: b.readUInt32BE(4), mode: b.readUInt32BE(8), xattrs: [] as Xattr[] };
+    const fmt = m.mode & S_IFMT;
+    if (fmt !== S_IFREG && fmt !== S_IFLNK) throw new StrataError('OBJECT_MALFORMED', `user.ostreemeta mode 0${m.mode.toString(8)} is neither file nor symlink`);
+    return m;
+  }
   const [uid, gid, mode, xattrs] = parseObject(BAREUSER_META, data, 'user.ostreemeta') as [number, number, number, [Buffer, Buffer][]];
   const fmt = bswap32(mode) & S_IFMT;
   if (fmt !== S_IFREG && fmt !== S_IFLNK) throw new StrataError('OBJECT_MALFORMED', `user.ostreemeta mode 0${bswap32(mode).toString(8)} is neither file nor symlink`);

@@ -50,15 +50,21 @@ export interface CommitResult {
   };
 }
 
+/** Latest time GVariant's 64-bit field and JavaScript both hold exactly. */
+const MAX_TIMESTAMP = Number.MAX_SAFE_INTEGER;
+
 export function parseTimestamp(text: string): number {
   const t = text.trim();
-  if (/^@?\d+$/.test(t)) return Number(t.replace('@', ''));
+  const bad = () => new StrataError('INVALID_TIMESTAMP', `cannot read timestamp '${text}': use ISO 8601 (2024-05-01T12:00:00Z) or seconds since the epoch, from 1970 on`, { text });
+  if (/^@?\d+$/.test(t)) {
+    const n = Number(t.replace('@', ''));
+    if (!Number.isSafeInteger(n) || n > MAX_TIMESTAMP) throw bad();
+    return n;
+  }
   // A date alone means midnight UTC; other ISO forms follow their own zone, UTC when none.
   const iso = /^\d{4}-\d{2}-\d{2}$/.test(t) ? `${t}T00:00:00Z` : /[zZ]|[+-]\d{2}:?\d{2}$/.test(t) ? t : `${t}Z`;
   const ms = Date.parse(iso);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(t) || Number.isNaN(ms)) {
-    throw new StrataError('INVALID_TIMESTAMP', `cannot read timestamp '${text}': use ISO 8601 (2024-05-01T12:00:00Z) or seconds since the epoch`, { text });
-  }
+  if (!/^\d{4}-\d{2}-\d{2}/.test(t) || Number.isNaN(ms) || ms < 0) throw bad();
   return Math.floor(ms / 1000);
 }
 
