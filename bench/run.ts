@@ -1,0 +1,559 @@
+// Benchmark: the strata CLI against Debian's `ostree` on the same two real
+// Debian root filesystems, in one run. JSON on stdout, progress on stderr.
+//
+//   node dist/bench/run.js commit [--rounds N] [--only commit|checkout|fsck[,...]]
+//
+// Every timed step is a whole process (`node bin/strata.js ...` or `ostree ...`),
+// run under /usr/bin/time for its peak RSS. Caches stay warm for both tools; the
+// tool that goes first alternates each round; setup and removal are untimed.
+
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+type Tool = 'strata' | 'ostree';
+type Mode = 'archive' | 'bare-user';
+type Part = 'commit' | 'checkout' | 'fsck';
+type Tree = 'rootfs-a' | 'rootfs-b';
+
+const SUITES = ['commit'] as const;
+const PARTS: readonly Part[] = ['commit', 'checkout', 'fsck'];
+const MODES: readonly Mode[] = ['archive', 'bare-user'];
+const TREES: readonly Tree[] = ['rootfs-a', 'rootfs-b'];
+const BRANCH = 'bench';
+const COMMIT_FLAGS = ['--no-bindings', '--timestamp=2024-01-01T00:00:00Z', '-s', 'bench', '-b', BRANCH];
+const TIME_BIN = '/usr/bin/time';
+const MB = 1e6;
+
+/** A problem the user fixes (bad flag, missing tool): one line, exit 2. */
+class UsageError extends Error {}
+
+interface Sample {
+  seconds: number;
+  maxRssKiB: number;
+  stdout: string;
+}
+
+interface Stats {
+  medianS: number;
+  minS: number;
+  maxS: number;
+  samplesS: number[];
+  maxRssMB: { median: number; max: number };
+}
+
+interface Target {
+  id: string;
+  metric: string;
+  value: number | null;
+  target: string;
+  met: boolean;
+}
+
+// ---------------------------------------------------------------- small helpers
+
+function log(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+function findRepoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin', 'strata.js'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) throw new UsageError('cannot find the strata checkout (package.json and bin/strata.js) above the bench script');
+    dir = up;
+  }
+}
+
+function which(cmd: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (!dir) continue;
+    const p = path.join(dir, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      // not in this directory
+    }
+  }
+  return null;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const r3 = (x: number): number => Math.round(x * 1000) / 1000;
+const r1 = (x: number): number => Math.round(x * 10) / 10;
+
+function stats(samples: Sample[]): Stats {
+  const secs = samples.map((s) => s.seconds);
+  const rss = samples.map((s) => (s.maxRssKiB * 1024) / MB);
+  return {
+    medianS: r3(median(secs)),
+    minS: r3(Math.min(...secs)),
+    maxS: r3(Math.max(...secs)),
+    samplesS: secs.map(r3),
+    maxRssMB: { median: r1(median(rss)), max: r1(Math.max(...rss)) },
+  };
+}
+
+/** strata median / ostree median, from unrounded samples. */
+function ratio(s: Sample[], o: Sample[]): number {
+  return r3(median(s.map((x) => x.seconds)) / median(o.map((x) => x.seconds)));
+}
+
+function rm(p: string): void {
+  fs.rmSync(p, { recursive: true, force: true });
+}
+
+/** Runs a setup command (untimed); throws with its stderr when it fails. */
+function runSync(cmd: string, args: string[], cwd: string): string {
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`${[cmd, ...args].join(' ')} exited with ${r.status ?? r.signal}: ${tail(r.stderr)}`);
+  return r.stdout;
+}
+
+function tail(text: string): string {
+  const lines = text.trim().split('\n').filter(Boolean);
+  return lines.slice(-3).join(' | ') || '(no output)';
+}
+
+/** Runs one timed process under /usr/bin/time; wall time measured here, peak RSS from time(1). */
+function timed(cmd: string, args: string[], cwd: string, rssFile: string): Promise<Sample> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(TIME_BIN, ['-o', rssFile, '-f', '%M', cmd, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const rssLines = fs.existsSync(rssFile) ? fs.readFileSync(rssFile, 'utf8').trim().split('\n') : [];
+      rm(rssFile);
+      if (code !== 0) {
+        reject(new Error(`${[cmd, ...args].join(' ')} exited with ${code ?? signal}: ${tail(stderr)}`));
+        return;
+      }
+      const maxRssKiB = Number(rssLines[rssLines.length - 1]);
+      if (!Number.isFinite(maxRssKiB)) {
+        reject(new Error(`${TIME_BIN} gave no peak RSS for ${cmd}`));
+        return;
+      }
+      resolve({ seconds, maxRssKiB, stdout });
+    });
+  });
+}
+
+function lastChecksum(stdout: string, what: string): string {
+  const line = stdout.trim().split('\n').pop() ?? '';
+  if (!/^[0-9a-f]{64}$/.test(line)) throw new Error(`${what} printed no commit checksum (got '${line.slice(0, 80)}')`);
+  return line;
+}
+
+function duBytes(dir: string, cwd: string): number {
+  return Number(runSync('du', ['-sb', dir], cwd).split('\t')[0]);
+}
+
+/** Reads every file of a tree once so that neither tool pays for a cold page cache. */
+function warmTree(root: string): { bytes: number; entries: number } {
+  let bytes = 0;
+  let entries = 0;
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      entries++;
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        const fd = fs.openSync(p, 'r');
+        try {
+          let n: number;
+          while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) bytes += n;
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+    }
+  };
+  walk(root);
+  return { bytes, entries };
+}
+
+// ---------------------------------------------------------------- options
+
+interface Options {
+  suite: (typeof SUITES)[number];
+  rounds: number;
+  parts: Set<Part>;
+}
+
+function parseOptions(argv: string[]): Options {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: { rounds: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}; usage: run.js commit [--rounds N] [--only commit|checkout|fsck]`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write('usage: node dist/bench/run.js commit [--rounds N] [--only commit|checkout|fsck[,...]]\n');
+    process.exit(0);
+  }
+  const suite = positionals[0] ?? 'commit';
+  if (!(SUITES as readonly string[]).includes(suite)) throw new UsageError(`unknown suite '${suite}'; suites: ${SUITES.join(', ')}`);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
+  const rounds = values.rounds === undefined ? 5 : Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds needs a whole number >= 1, got '${values.rounds}'`);
+  const parts = new Set<Part>();
+  for (const p of (values.only ?? PARTS.join(',')).split(',')) {
+    if (!(PARTS as readonly string[]).includes(p)) throw new UsageError(`--only takes ${PARTS.join(', ')} (comma-separated), got '${p}'`);
+    parts.add(p as Part);
+  }
+  return { suite: suite as Options['suite'], rounds, parts };
+}
+
+// ---------------------------------------------------------------- environment
+
+interface Env {
+  root: string;
+  strataArgv: string[]; // node bin/strata.js
+  ostree: string;
+  trees: Record<Tree, string>;
+  work: string;
+}
+
+function checkEnvironment(root: string): Omit<Env, 'trees' | 'work'> {
+  if (process.getuid?.() !== 0) throw new UsageError('must run as root (make-rootfs.sh and reading every file of the rootfs need it)');
+  const ostree = which('ostree');
+  if (!ostree) throw new UsageError("the 'ostree' command is missing; install Debian's ostree package (npm run bench does it via scripts/ensure-deps.sh)");
+  if (!fs.existsSync(TIME_BIN)) {
+    log(`${TIME_BIN} is missing; installing Debian's time package`);
+    try {
+      runSync('apt-get', ['update', '-qq'], root);
+      runSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'time'], root);
+    } catch (e) {
+      throw new UsageError(`${TIME_BIN} is missing and apt-get could not install 'time': ${(e as Error).message}`);
+    }
+  }
+  if (!fs.existsSync(path.join(root, 'dist', 'src', 'cli', 'main.js'))) throw new UsageError('strata is not built; run npm run build first');
+  return { root, strataArgv: [process.execPath, path.join(root, 'bin', 'strata.js')], ostree };
+}
+
+function buildRootfs(root: string): { cache: string; trees: Record<Tree, string> } {
+  const script = path.resolve(root, '..', 'shared', 'testdata', 'make-rootfs.sh');
+  if (!fs.existsSync(script)) throw new UsageError(`missing ${script} (the rootfs builder)`);
+  const cache = process.env.STRATA_ROOTFS_CACHE || '/var/cache/strata-testdata';
+  log(`rootfs pair in ${cache} (built by make-rootfs.sh on first use; minutes)`);
+  const r = spawnSync('bash', [script, cache], { stdio: ['ignore', 2, 2] });
+  if (r.status !== 0) throw new Error(`make-rootfs.sh ${cache} exited with ${r.status ?? r.signal}`);
+  return { cache, trees: { 'rootfs-a': path.join(cache, 'rootfs-a'), 'rootfs-b': path.join(cache, 'rootfs-b') } };
+}
+
+// ---------------------------------------------------------------- the tools, as a user runs them
+
+class Runner {
+  private n = 0;
+  constructor(private readonly env: Env) {}
+
+  private argv(tool: Tool, args: { strata: string[]; ostree: string[] }): [string, string[]] {
+    return tool === 'strata' ? [this.env.strataArgv[0], [...this.env.strataArgv.slice(1), ...args.strata]] : [this.env.ostree, args.ostree];
+  }
+
+  private rssFile(): string {
+    return path.join(this.env.work, `rss-${++this.n}`);
+  }
+
+  init(tool: Tool, repo: string, mode: Mode): void {
+    const [cmd, args] = this.argv(tool, { strata: ['init', '--repo', repo, '--mode', mode], ostree: ['init', `--repo=${repo}`, `--mode=${mode}`] });
+    runSync(cmd, args, this.env.root);
+  }
+
+  async commit(tool: Tool, repo: string, tree: Tree): Promise<{ sample: Sample; checksum: string }> {
+    const src = this.env.trees[tree];
+    const [cmd, args] = this.argv(tool, {
+      strata: ['commit', '--repo', repo, ...COMMIT_FLAGS, src],
+      ostree: ['commit', `--repo=${repo}`, ...COMMIT_FLAGS, src],
+    });
+    const sample = await timed(cmd, args, this.env.root, this.rssFile());
+    return { sample, checksum: lastChecksum(sample.stdout, `${tool} commit`) };
+  }
+
+  checkout(tool: Tool, repo: string, dest: string): Promise<Sample> {
+    const [cmd, args] = this.argv(tool, {
+      strata: ['checkout', '--repo', repo, BRANCH, dest],
+      ostree: ['checkout', `--repo=${repo}`, '-U', '-H', BRANCH, dest],
+    });
+    return timed(cmd, args, this.env.root, this.rssFile());
+  }
+
+  fsck(tool: Tool, repo: string): Promise<Sample> {
+    const [cmd, args] = this.argv(tool, { strata: ['fsck', '--repo', repo], ostree: ['fsck', `--repo=${repo}`] });
+    return timed(cmd, args, this.env.root, this.rssFile());
+  }
+}
+
+// ---------------------------------------------------------------- the suite
+
+type PerTool<T> = Record<Tool, T>;
+const perTool = <T>(f: () => T): PerTool<T> => ({ strata: f(), ostree: f() });
+
+interface Collected {
+  commit: Record<Mode, Record<Tree, PerTool<Sample[]>>>;
+  checksums: Record<Mode, Record<Tree, PerTool<string[]>>>;
+  repoBytes: Record<Mode, PerTool<number[]>>;
+  checkout: PerTool<Sample[]>;
+  fsck: Record<Mode, PerTool<Sample[]>>;
+}
+
+function emptyCollected(): Collected {
+  const byTree = <T>(f: () => T): Record<Tree, T> => ({ 'rootfs-a': f(), 'rootfs-b': f() });
+  const byMode = <T>(f: () => T): Record<Mode, T> => ({ archive: f(), 'bare-user': f() });
+  return {
+    commit: byMode(() => byTree(() => perTool((): Sample[] => []))),
+    checksums: byMode(() => byTree(() => perTool((): string[] => []))),
+    repoBytes: byMode(() => perTool((): number[] => [])),
+    checkout: perTool((): Sample[] => []),
+    fsck: byMode(() => perTool((): Sample[] => [])),
+  };
+}
+
+const fmt = (s: Sample): string => `${s.seconds.toFixed(2)}s ${Math.round((s.maxRssKiB * 1024) / MB)}MB`;
+
+function repoPath(env: Env, dir: string, tool: Tool, mode: Mode): string {
+  return path.join(env.work, dir, `${tool}-${mode}`);
+}
+
+async function runSuite(env: Env, opts: Options): Promise<Collected> {
+  const run = new Runner(env);
+  const c = emptyCollected();
+  let shared: string | null = null; // repos made once when the commit part is not run
+
+  // Without the commit part, checkout and fsck use repos made once, untimed.
+  if (!opts.parts.has('commit')) {
+    log('making repos for checkout/fsck (untimed)');
+    shared = 'repos';
+    for (const mode of MODES)
+      for (const tool of ['strata', 'ostree'] as const) {
+        const repo = repoPath(env, shared, tool, mode);
+        fs.mkdirSync(path.dirname(repo), { recursive: true });
+        run.init(tool, repo, mode);
+        for (const tree of TREES) await run.commit(tool, repo, tree);
+      }
+  }
+
+  for (let round = 0; round < opts.rounds; round++) {
+    const order: Tool[] = round % 2 === 0 ? ['strata', 'ostree'] : ['ostree', 'strata'];
+    const tag = `[round ${round + 1}/${opts.rounds}, ${order[0]} first]`;
+    const dir = shared ?? `round-${round + 1}`;
+
+    if (opts.parts.has('commit')) {
+      for (const mode of MODES) {
+        for (const tool of order) {
+          const repo = repoPath(env, dir, tool, mode);
+          rm(repo);
+          fs.mkdirSync(path.dirname(repo), { recursive: true });
+          run.init(tool, repo, mode);
+        }
+        for (const tree of TREES) {
+          const line: string[] = [];
+          for (const tool of order) {
+            const { sample, checksum } = await run.commit(tool, repoPath(env, dir, tool, mode), tree);
+            c.commit[mode][tree][tool].push(sample);
+            c.checksums[mode][tree][tool].push(checksum);
+            line.push(`${tool} ${fmt(sample)}`);
+          }
+          log(`${tag} commit ${mode} ${tree}: ${line.join(', ')}`);
+        }
+        for (const tool of order) c.repoBytes[mode][tool].push(duBytes(path.join(repoPath(env, dir, tool, mode), 'objects'), env.root));
+      }
+    }
+
+    if (opts.parts.has('checkout')) {
+      const line: string[] = [];
+      for (const tool of order) {
+        const dest = path.join(env.work, `checkout-${tool}`);
+        rm(dest);
+        const sample = await run.checkout(tool, repoPath(env, dir, tool, 'bare-user'), dest);
+        rm(dest);
+        c.checkout[tool].push(sample);
+        line.push(`${tool} ${fmt(sample)}`);
+      }
+      log(`${tag} checkout bare-user rootfs-b: ${line.join(', ')}`);
+    }
+
+    if (opts.parts.has('fsck')) {
+      for (const mode of MODES) {
+        const line: string[] = [];
+        for (const tool of order) {
+          const sample = await run.fsck(tool, repoPath(env, dir, tool, mode));
+          c.fsck[mode][tool].push(sample);
+          line.push(`${tool} ${fmt(sample)}`);
+        }
+        log(`${tag} fsck ${mode}: ${line.join(', ')}`);
+      }
+    }
+
+    if (!shared) rm(path.join(env.work, dir));
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------- report
+
+function report(c: Collected, opts: Options): { results: Record<string, unknown>; targets: Target[] } {
+  const results: Record<string, unknown> = {};
+  const targets: Target[] = [];
+  const target = (id: string, metric: string, value: number | null, op: '<=' | '<', limit: number): void => {
+    targets.push({ id, metric, value, target: `${op} ${limit}`, met: value !== null && (op === '<=' ? value <= limit : value < limit) });
+  };
+
+  if (opts.parts.has('commit')) {
+    const commit: Record<string, unknown> = {};
+    for (const mode of MODES) {
+      const m: Record<string, unknown> = {};
+      const all = TREES.flatMap((t) => [...c.checksums[mode][t].strata, ...c.checksums[mode][t].ostree]);
+      let same = true;
+      for (const tree of TREES) {
+        const s = c.commit[mode][tree].strata;
+        const o = c.commit[mode][tree].ostree;
+        const ids = [...c.checksums[mode][tree].strata, ...c.checksums[mode][tree].ostree];
+        same &&= ids.every((x) => x === ids[0]);
+        m[tree] = { strata: stats(s), ostree: stats(o), ratio: ratio(s, o), checksum: ids[0] };
+        target(`${mode} commit ${tree}`, 'time strata/ostree', ratio(s, o), '<=', mode === 'archive' ? 0.6 : 1.0);
+      }
+      m.sameChecksum = same && all.length > 0;
+      const bytes = c.repoBytes[mode];
+      const sb = median(bytes.strata);
+      const ob = median(bytes.ostree);
+      m.repoSize = { what: 'du -sb objects/ after both commits', strataBytes: sb, ostreeBytes: ob, ratio: r3(sb / ob) };
+      if (mode === 'archive') target('archive repo size', 'bytes strata/ostree', r3(sb / ob), '<=', 1.05);
+      commit[mode] = m;
+    }
+    const peak = Math.max(...MODES.flatMap((mode) => c.commit[mode]['rootfs-b'].strata.map((s) => (s.maxRssKiB * 1024) / MB)));
+    commit.peakMemory = {
+      what: 'max RSS of `strata commit` of rootfs-b (on top of rootfs-a), worst over modes and rounds, MB = 10^6 bytes',
+      strataMB: r1(peak),
+      ostreeMB: r1(Math.max(...MODES.flatMap((mode) => c.commit[mode]['rootfs-b'].ostree.map((s) => (s.maxRssKiB * 1024) / MB)))),
+    };
+    target('commit rootfs-b peak memory', 'max RSS of strata, MB', r1(peak), '<', 300);
+    results.commit = commit;
+  }
+
+  if (opts.parts.has('checkout')) {
+    const { strata: s, ostree: o } = c.checkout;
+    results.checkout = {
+      what: 'rootfs-b from bare-user: strata checkout vs ostree checkout -U -H',
+      strata: stats(s),
+      ostree: stats(o),
+      ratio: ratio(s, o),
+    };
+    target('checkout bare-user rootfs-b', 'time strata/ostree', ratio(s, o), '<=', 1.0);
+  }
+
+  if (opts.parts.has('fsck')) {
+    const fsck: Record<string, unknown> = {};
+    for (const mode of MODES) {
+      const { strata: s, ostree: o } = c.fsck[mode];
+      fsck[mode] = { strata: stats(s), ostree: stats(o), ratio: ratio(s, o) };
+      target(`fsck ${mode}`, 'time strata/ostree', ratio(s, o), '<=', 0.7);
+    }
+    results.fsck = fsck;
+  }
+  return { results, targets };
+}
+
+function gitState(root: string): { commit: string | null; dirty: boolean | null } {
+  const head = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' });
+  const st = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' });
+  return { commit: head.status === 0 ? head.stdout.trim() : null, dirty: st.status === 0 ? st.stdout.trim() !== '' : null };
+}
+
+// ---------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const opts = parseOptions(process.argv.slice(2));
+  const root = findRepoRoot();
+  const base = checkEnvironment(root);
+  const { cache, trees } = buildRootfs(root);
+
+  const scratch = process.env.STRATA_BENCH_DIR || path.join(root, '.bench');
+  fs.mkdirSync(scratch, { recursive: true });
+  const work = fs.mkdtempSync(path.join(scratch, 'run-'));
+  const env: Env = { ...base, trees, work };
+  const cleanup = (): void => rm(work);
+  process.once('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+
+  try {
+    log('warming the page cache with both trees and both programs (untimed)');
+    const treeInfo = Object.fromEntries(TREES.map((t) => [t, { path: trees[t], ...warmTree(trees[t]) }]));
+    const ostreeVersion = /Version: '([^']+)'/.exec(runSync(env.ostree, ['--version'], root))?.[1] ?? 'unknown';
+    runSync(env.strataArgv[0], [...env.strataArgv.slice(1), '--version'], root);
+
+    const started = new Date();
+    const loadStart = os.loadavg();
+    const strataState = gitState(root); // what dist/ was built from, as far as git knows
+    const c = await runSuite(env, opts);
+    const { results, targets } = report(c, opts);
+    const out = {
+      suite: opts.suite,
+      rounds: opts.rounds,
+      parts: PARTS.filter((p) => opts.parts.has(p)),
+      startedAt: started.toISOString(),
+      durationS: r1((Date.now() - started.getTime()) / 1000),
+      method:
+        'each step is one whole process (node bin/strata.js ... / ostree ...) under /usr/bin/time -f %M; wall time from spawn to exit; ' +
+        'page cache warm for both, first tool alternates per round, fresh repos per round, setup and removal untimed; ' +
+        'ratio = median(strata) / median(ostree)',
+      commitFlags: COMMIT_FLAGS.join(' '),
+      environment: {
+        node: process.version,
+        ostree: { path: env.ostree, version: ostreeVersion },
+        strata: strataState,
+        cpus: os.cpus().length,
+        cpuModel: os.cpus()[0]?.model ?? 'unknown',
+        memGB: r1(os.totalmem() / 1e9),
+        loadavgStart: loadStart.map((x) => Math.round(x * 100) / 100),
+        loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
+        rootfsCache: cache,
+        trees: treeInfo,
+      },
+      results,
+      targets,
+      allTargetsMet: targets.every((t) => t.met),
+    };
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    return 0;
+  } finally {
+    cleanup();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`bench: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`bench: ${(err as Error).message ?? String(err)}\n`);
+    process.exit(1);
+  },
+);
