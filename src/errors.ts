@@ -12,7 +12,7 @@ export const ERROR_CODES = {
   OBJECT_MISSING: { exit: 66, meaning: 'an object the operation needs is not in the repository' },
   OBJECT_CORRUPT: { exit: 65, meaning: "an object's content does not match its checksum" },
   INVALID_CHECKSUM: { exit: 2, meaning: 'a checksum is not 64 lowercase hexadecimal characters' },
-  INVALID_REF: { exit: 2, meaning: 'a ref name is not valid (empty, `..`, spaces or control characters)' },
+  INVALID_REF: { exit: 2, meaning: 'a ref name is not valid: fragments must start with a letter, digit or `_` and hold only those, `-` and `.`' },
   REF_NOT_FOUND: { exit: 66, meaning: 'no ref or commit of that name exists in the repository' },
   NO_PARENT: { exit: 66, meaning: 'the commit has no parent (for `REF^`)' },
   REPO_NOT_FOUND: { exit: 66, meaning: 'the directory is not a strata/OSTree repository (no `config`)' },

@@ -63,15 +63,20 @@ export async function progress(label: string, flags: GlobalFlags): Promise<Progr
   };
 }
 
+/** Escapes control characters (a newline in a ref name or path) so an error stays one line. */
+function oneLine(text: string): string {
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
 /** Maps any error to one line on stderr and the registry's exit code. */
 export function handleError(err: unknown): number {
   if (err instanceof StrataError) {
-    process.stderr.write(`strata: ${err.message}\n`);
+    process.stderr.write(`strata: ${oneLine(err.message)}\n`);
     return ERROR_CODES[err.code].exit;
   }
   const e = err as NodeJS.ErrnoException;
   if (e && typeof e.code === 'string' && e.syscall) {
-    process.stderr.write(`strata: ${e.syscall} ${e.path ?? ''}: ${e.code}\n`);
+    process.stderr.write(`strata: ${oneLine(`${e.syscall} ${e.path ?? ''}: ${e.code}`)}\n`);
     return ERROR_CODES.IO.exit;
   }
   process.stderr.write(`strata: internal error: ${(e && e.stack) || String(err)}\n`);

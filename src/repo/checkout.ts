@@ -74,6 +74,8 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
   if (existing && !existing.isDirectory()) throw new StrataError('DEST_EXISTS', `${dest} exists and is not a directory`, { dest });
 
   if (existing && opts.union) {
+    // Writing into DEST itself: refuse a malformed or hostile tree before the first write.
+    loadTreeShape(repo, node.tree, node.meta);
     const placer = new FilePlacer(repo, !!opts.copy);
     const plan = planDirs(repo, node.tree, node.meta, dest, true, result);
     for (const [checksum, file] of plan.files) {
@@ -104,6 +106,12 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
     await pool?.close();
   }
   return result;
+}
+
+/** Reads (and so validates) every dirtree and dirmeta of a tree. */
+function loadTreeShape(repo: Repo, tree: Checksum, meta: Checksum): void {
+  repo.loadDirMeta(meta);
+  for (const d of repo.loadDirTree(tree).dirs) loadTreeShape(repo, d.tree, d.meta);
 }
 
 interface DirPlan {
@@ -179,6 +187,9 @@ function replaceAtomically(target: string, write: (tmp: string) => void): void {
     write(tmp);
     if (lstatOrNull(target)?.isDirectory()) fs.rmSync(target, { recursive: true, force: true });
     fs.renameSync(tmp, target);
+    // rename(2) does nothing when both names are links to one inode (a bare-user
+    // object hardlinked again by --union): the temp name must still go.
+    fs.rmSync(tmp, { force: true });
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw err;

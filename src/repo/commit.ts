@@ -6,7 +6,7 @@ import {
   type Checksum, type Commit, type Metadata, serializeCommit, serializeDirMeta, serializeDirTree,
 } from '../core/objects.js';
 import { Repo } from './repo.js';
-import { readRef, resolveRev, validateRefName, writeRef } from './refs.js';
+import { checkRefWritable, readRef, resolveRev, validateRefName, writeRef } from './refs.js';
 import { Transaction } from './transaction.js';
 import { WorkerPool } from './worker-pool.js';
 import type { ContentResult } from './stage-content.js';
@@ -74,6 +74,7 @@ function defaultTimestamp(): number {
 export async function commit(opts: CommitOptions): Promise<CommitResult> {
   validateRefName(opts.branch);
   const repo = Repo.open(opts.repo);
+  checkRefWritable(repo, opts.branch);
   const parent = opts.parent === null ? null : opts.parent !== undefined ? resolveRev(repo, opts.parent) : readRef(repo, opts.branch);
   if (!fs.existsSync(opts.source)) throw new StrataError('SOURCE_NOT_FOUND', `nothing to commit: ${opts.source} does not exist`, { path: opts.source });
 

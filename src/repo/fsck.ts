@@ -133,10 +133,7 @@ export async function fsck(opts: FsckOptions): Promise<FsckResult> {
     if (!bytes) return;
     const commit = parseOrReport(() => parseCommit(bytes), c, 'commit', `${c}:`);
     if (!commit) return;
-    if (repo.hasObject(c, 'commitmeta')) {
-      const meta = repo.readMetadataBytes(c, 'commitmeta');
-      parseOrReport(() => parseVardict(meta), c, 'commitmeta', `${c}:`);
-    }
+    if (repo.hasObject(c, 'commitmeta')) parseOrReport(() => parseVardict(repo.readMetadataBytes(c, 'commitmeta')), c, 'commitmeta', `${c}:`);
     await walkTree(c, commit.rootTree, commit.rootMeta, '/');
   };
 

@@ -7,14 +7,15 @@ import { StrataError, ioError } from '../errors.js';
 import { type Checksum, isChecksum } from '../core/objects.js';
 import { type Repo, writeFileAtomic } from './repo.js';
 
-const FRAGMENT = /^[-._\w]+$/;
+/** OSTree's fragment rule (OSTREE_REF_FRAGMENT_REGEXP): ostree ignores refs named otherwise. */
+const FRAGMENT = /^\w[-.\w]*$/;
 
-/** A ref is `a/b/c` of fragments [-._A-Za-z0-9]+, never `.` or `..`; a remote ref is `remote:ref`. */
+/** A ref is `a/b/c` of fragments [A-Za-z0-9_][-._A-Za-z0-9]*; a remote ref is `remote:ref`. */
 export function validateRefName(name: string): void {
   const colon = name.indexOf(':');
   const parts = (colon >= 0 ? [name.slice(0, colon), ...name.slice(colon + 1).split('/')] : name.split('/'));
   for (const p of parts) {
-    if (!FRAGMENT.test(p) || p === '.' || p === '..') {
+    if (!FRAGMENT.test(p)) {
       throw new StrataError('INVALID_REF', `invalid ref name '${name}': use fragments of letters, digits, '-', '_' and '.' separated by '/'`, { name });
     }
   }
@@ -25,6 +26,20 @@ function refFile(repo: Repo, name: string): string {
   const colon = name.indexOf(':');
   if (colon >= 0) return path.join(repo.path, 'refs', 'remotes', name.slice(0, colon), name.slice(colon + 1));
   return path.join(repo.path, 'refs', 'heads', name);
+}
+
+/** Fails early (before a commit stores anything) when the ref cannot be written. */
+export function checkRefWritable(repo: Repo, name: string): void {
+  const file = refFile(repo, name);
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    return;
+  }
+  if (st.isDirectory()) {
+    throw new StrataError('INVALID_REF', `cannot use ref '${name}': refs ${name}/... already exist below it`, { name });
+  }
 }
 
 export function readRef(repo: Repo, name: string): Checksum | null {
@@ -47,7 +62,9 @@ export function writeRef(repo: Repo, name: string, checksum: Checksum): void {
   const file = refFile(repo, name);
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    writeFileAtomic(file, checksum + '\n');
+    const tmpDir = path.join(repo.path, 'tmp');
+    fs.mkdirSync(tmpDir, { recursive: true });
+    writeFileAtomic(file, checksum + '\n', 0o644, tmpDir);
   } catch (err) {
     throw ioError(err, 'write ref', file);
   }
@@ -80,7 +97,6 @@ export function listRefs(repo: Repo): RefEntry[] {
       return;
     }
     for (const e of entries) {
-      if (e.name.includes('.tmp-')) continue; // a temp file of an interrupted writeRef
       const full = path.join(dir, e.name);
       if (e.isDirectory()) walk(full, prefix + e.name + '/');
       else if (e.isFile()) {

@@ -290,9 +290,13 @@ export function parseIni(text: string): Map<string, Map<string, string>> {
   return out;
 }
 
-/** Writes a small file crash-safely: temp name, fsync, rename, fsync the directory. */
-export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+/**
+ * Writes a small file crash-safely: temp name, fsync, rename, fsync the directory.
+ * The temp file goes in `tmpDir` when given (same filesystem), so that a kill
+ * never leaves it where readers look (ostree takes any file under refs/ for a ref).
+ */
+export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644, tmpDir = path.dirname(file)): void {
+  const tmp = `${tmpDir}/${path.basename(file)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const fd = fs.openSync(tmp, 'w', mode);
   try {
     fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);

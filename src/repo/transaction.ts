@@ -61,14 +61,14 @@ export function lockRepo(repo: Repo): () => void {
   throw new StrataError('REPO_LOCKED', `could not lock ${repo.path}`, {});
 }
 
-/** Removes staging directories left by writers that died (their pid is gone). */
+/** Removes staging directories and ref temp files left by writers that died (their pid is gone). */
 export function sweepStaging(repo: Repo): number {
   const tmpDir = path.join(repo.path, 'tmp');
   let removed = 0;
   for (const name of safeReaddir(tmpDir)) {
-    if (!name.startsWith(STAGING_PREFIX)) continue;
-    const pid = Number(name.slice(STAGING_PREFIX.length).split('-')[0]);
-    if (pid === process.pid || pidAlive(pid)) continue;
+    // Staging directories, and temp files of refs (NAME.tmp-PID-RANDOM).
+    const pid = name.startsWith(STAGING_PREFIX) ? Number(name.slice(STAGING_PREFIX.length).split('-')[0]) : Number(/\.tmp-(\d+)-[a-z0-9]+$/.exec(name)?.[1]);
+    if (!Number.isInteger(pid) || pid === process.pid || pidAlive(pid)) continue;
     fs.rmSync(path.join(tmpDir, name), { recursive: true, force: true });
     removed++;
   }
