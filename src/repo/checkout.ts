@@ -4,8 +4,6 @@
 // has no xattrs; otherwise (setuid files, other owners, xattrs, archive
 // repos) they are copied. A new destination is built beside its final name
 // and renamed into place, so it appears whole or not at all.
-// Directories are made by the main thread; files are placed in chunks by
-// worker threads when there are many.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,7 +13,6 @@ import { Repo } from './repo.js';
 import { resolveRev } from './refs.js';
 import { resolveTreePath, splitTreePath } from './walk.js';
 import { FilePlacer, type PlaceCounts, addCounts, applyOwnerAndXattrs, emptyCounts, isRoot } from './place-files.js';
-import { WorkerPool, defaultWorkerCount } from './worker-pool.js';
 
 export interface CheckoutOptions {
   repo: string;
@@ -37,9 +34,6 @@ export interface CheckoutResult extends PlaceCounts {
   dirs: number;
 }
 
-/** Below this many files a checkout stays in one thread: workers cost more than they save. */
-const PARALLEL_MIN_FILES = 2000;
-const CHUNK = 256;
 
 const umask = process.umask();
 
@@ -77,7 +71,7 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
     // Writing into DEST itself: refuse a malformed or hostile tree before the first write.
     loadTreeShape(repo, node.tree, node.meta);
     const placer = new FilePlacer(repo, !!opts.copy);
-    const plan = planDirs(repo, node.tree, node.meta, dest, true, result);
+    const plan = planDirs(repo, node.tree, node.meta, dest, result);
     for (const [checksum, file] of plan.files) {
       if (lstatOrNull(file)) replaceAtomically(file, (tmp) => placer.place(checksum, tmp));
       else placer.place(checksum, file);
@@ -89,21 +83,21 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
 
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.strata-tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
-  const workers = defaultWorkerCount();
-  // Start workers first: they load while the directories are being made.
-  let pool: WorkerPool | null = null;
+  const placer = new FilePlacer(repo, !!opts.copy);
+  let placed = 0;
   try {
-    if (workers > 1) pool = new WorkerPool(workers);
-    const plan = planDirs(repo, node.tree, node.meta, tmp, false, result);
-    await placeFiles(repo, plan.files, !!opts.copy, pool, result, opts.onProgress);
-    finishDirs(plan.dirs, result.warnings);
+    const dirs = makeDirs(repo, node.tree, node.meta, tmp, (checksum, file) => {
+      placer.place(checksum, file);
+      if (opts.onProgress && ++placed % 500 === 0) opts.onProgress(placed, placed);
+    });
+    result.dirs = dirs.length;
+    addCounts(result, placer.counts);
+    finishDirs(dirs, result.warnings);
     fs.renameSync(tmp, dest);
     result.dest = dest;
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err instanceof StrataError ? err : ioError(err, 'check out into', dest);
-  } finally {
-    await pool?.close();
   }
   return result;
 }
@@ -114,65 +108,73 @@ function loadTreeShape(repo: Repo, tree: Checksum, meta: Checksum): void {
   for (const d of repo.loadDirTree(tree).dirs) loadTreeShape(repo, d.tree, d.meta);
 }
 
+/** A directory whose owner, xattrs or mode still need setting (after its entries). */
+interface PendingDir {
+  dir: string;
+  meta: DirMeta;
+  existed: boolean;
+  direct: boolean;
+}
+
+/** mkdir gives the final mode at once unless umask or special bits interfere, or (not root) it would shut us out. */
+function mkdirMode(perms: number): { direct: boolean; mode: number } {
+  const direct = (perms & ~0o777) === 0 && (perms & umask) === 0 && (isRoot || (perms & 0o700) === 0o700);
+  return { direct, mode: direct ? perms : 0o700 };
+}
+
+/**
+ * Makes every directory of a new tree, parents first, handing each file to
+ * `onFile` once its directory exists. Returns directories children first.
+ * One thread on purpose: measured on rootfs-b, two threads placing files
+ * contend on directory and journal locks and come out slower.
+ */
+function makeDirs(repo: Repo, tree: Checksum, metaSum: Checksum, root: string, onFile: (c: Checksum, f: string) => void): PendingDir[] {
+  const pending: PendingDir[] = [];
+  const visit = (treeSum: Checksum, metaSum: Checksum, dir: string): void => {
+    const meta = repo.loadDirMeta(metaSum);
+    const t = repo.loadDirTree(treeSum);
+    const { direct, mode } = mkdirMode(meta.mode & 0o7777);
+    fs.mkdirSync(dir, mode);
+    for (const f of t.files) onFile(f.checksum, dir + '/' + f.name);
+    for (const d of t.dirs) visit(d.tree, d.meta, dir + '/' + d.name);
+    pending.push({ dir, meta, existed: false, direct });
+  };
+  visit(tree, metaSum, root);
+  return pending;
+}
+
 interface DirPlan {
   /** [checksum, destination] for every file and symlink. */
   files: [Checksum, string][];
   /** Directories whose owner, xattrs or mode still need setting, children first. */
-  dirs: { dir: string; meta: DirMeta; existed: boolean; direct: boolean }[];
+  dirs: PendingDir[];
 }
 
-/** Makes every directory of the tree and lists the files to place. */
-function planDirs(repo: Repo, tree: Checksum, metaSum: Checksum, root: string, union: boolean, result: CheckoutResult): DirPlan {
+/** For --union: makes or reuses every directory of the tree and lists the files to place. */
+function planDirs(repo: Repo, tree: Checksum, metaSum: Checksum, root: string, result: CheckoutResult): DirPlan {
   const plan: DirPlan = { files: [], dirs: [] };
   const visit = (treeSum: Checksum, metaSum: Checksum, dir: string, mayExist: boolean): void => {
     const meta = repo.loadDirMeta(metaSum);
     const t = repo.loadDirTree(treeSum);
-    const perms = meta.mode & 0o7777;
-    // mkdir gives the final mode at once unless umask or special bits interfere,
-    // or (not being root) the directory would be closed to our own writes.
-    const direct = (perms & ~0o777) === 0 && (perms & umask) === 0 && (isRoot || (perms & 0o700) === 0o700);
+    const { direct, mode } = mkdirMode(meta.mode & 0o7777);
     let existed = false;
     if (mayExist) {
       const st = lstatOrNull(dir);
       if (st && !st.isDirectory()) fs.rmSync(dir, { force: true }); // the tree wins; never write through a symlink
       else existed = !!st;
     }
-    if (!existed) fs.mkdirSync(dir, direct ? perms : 0o700);
+    if (!existed) fs.mkdirSync(dir, mode);
     result.dirs++;
     for (const f of t.files) plan.files.push([f.checksum, dir + '/' + f.name]);
-    for (const d of t.dirs) visit(d.tree, d.meta, dir + '/' + d.name, union && existed);
+    for (const d of t.dirs) visit(d.tree, d.meta, dir + '/' + d.name, existed);
     plan.dirs.push({ dir, meta, existed, direct });
   };
-  visit(tree, metaSum, root, union);
+  visit(tree, metaSum, root, true);
   return plan;
 }
 
-async function placeFiles(repo: Repo, files: [Checksum, string][], copy: boolean, pool: WorkerPool | null, result: CheckoutResult, onProgress?: (done: number, total: number) => void): Promise<void> {
-  if (!pool || files.length < PARALLEL_MIN_FILES) {
-    const placer = new FilePlacer(repo, copy);
-    files.forEach(([c, f], i) => {
-      placer.place(c, f);
-      if (onProgress && i % 500 === 0) onProgress(i, files.length);
-    });
-    addCounts(result, placer.counts);
-    return;
-  }
-  let done = 0;
-  const chunks: Promise<void>[] = [];
-  for (let i = 0; i < files.length; i += CHUNK) {
-    const slice = files.slice(i, i + CHUNK);
-    const task = { repoPath: repo.path, copy, checksums: slice.map((x) => x[0]), files: slice.map((x) => x[1]) };
-    chunks.push(pool.run<PlaceCounts>({ kind: 'place', chunk: task }).then((c) => {
-      addCounts(result, c);
-      done += slice.length;
-      onProgress?.(done, files.length);
-    }));
-  }
-  await Promise.all(chunks);
-}
-
 /** Owner, xattrs and final mode of each directory, after its entries exist. */
-function finishDirs(dirs: DirPlan['dirs'], warnings: string[]): void {
+function finishDirs(dirs: PendingDir[], warnings: string[]): void {
   for (const d of dirs) {
     applyOwnerAndXattrs(d.dir, d.meta.uid, d.meta.gid, d.meta.xattrs, false, d.existed, warnings);
     if (!d.direct || d.existed) fs.chmodSync(d.dir, d.meta.mode & 0o7777);

@@ -6,12 +6,10 @@ import { StrataError } from '../errors.js';
 import { type ContentJob, type StageContext, stageContent } from './stage-content.js';
 import { type VerifyContext, verifyContent } from './verify-content.js';
 import type { Checksum } from '../core/objects.js';
-import { type PlaceChunk, placeChunk } from './place-files.js';
 
 export type WorkerTask =
   | { kind: 'stage'; ctx: StageContext; job: ContentJob }
-  | { kind: 'verify'; ctx: VerifyContext; checksum: Checksum }
-  | { kind: 'place'; chunk: PlaceChunk };
+  | { kind: 'verify'; ctx: VerifyContext; checksum: Checksum };
 
 export type WorkerReply = { ok: true; value: unknown } | { ok: false; code: string; message: string; data: Record<string, unknown> };
 
@@ -21,8 +19,6 @@ async function run(task: WorkerTask): Promise<unknown> {
       return stageContent(task.ctx, task.job);
     case 'verify':
       return verifyContent(task.ctx, task.checksum);
-    case 'place':
-      return placeChunk(task.chunk);
   }
 }
 

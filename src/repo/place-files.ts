@@ -1,11 +1,11 @@
 // Putting content objects in place as files of a checkout: hardlink, symlink
-// or copy. Runs in the main thread or, for large checkouts, in workers.
+// or copy.
 
 import fs from 'node:fs';
 import { setAttributeSync } from '@napi-rs/xattr';
 import { ioError } from '../errors.js';
 import { type Checksum, type FileMeta, type Xattr, S_IFLNK, S_IFMT } from '../core/objects.js';
-import { Repo } from './repo.js';
+import type { Repo } from './repo.js';
 
 export const isRoot = process.getuid?.() === 0;
 const myUid = process.getuid?.() ?? -1;
@@ -109,35 +109,4 @@ export function applyOwnerAndXattrs(file: string, uid: number, gid: number, xatt
       warnings.push(`could not set xattr ${x.name} on ${file}: ${(err as Error).message}`);
     }
   }
-}
-
-/** Worker task: place a chunk of files; returns what it did. */
-export interface PlaceChunk {
-  repoPath: string;
-  copy: boolean;
-  checksums: Checksum[];
-  files: string[];
-}
-
-const placers = new Map<string, FilePlacer>();
-
-export function placeChunk(chunk: PlaceChunk): PlaceCounts {
-  const key = `${chunk.repoPath}\0${chunk.copy}`;
-  let placer = placers.get(key);
-  if (!placer) {
-    if (placers.size > 8) placers.clear();
-    placer = new FilePlacer(Repo.open(chunk.repoPath), chunk.copy);
-    placers.set(key, placer);
-  }
-  const before = { ...placer.counts, warnings: [] as string[] };
-  const startWarnings = placer.counts.warnings.length;
-  for (let i = 0; i < chunk.files.length; i++) placer.place(chunk.checksums[i], chunk.files[i]);
-  const c = placer.counts;
-  return {
-    files: c.files - before.files,
-    symlinks: c.symlinks - before.symlinks,
-    hardlinked: c.hardlinked - before.hardlinked,
-    copied: c.copied - before.copied,
-    warnings: c.warnings.slice(startWarnings),
-  };
 }
