@@ -9,6 +9,7 @@ import { isStrataError } from '../../src/errors.js';
 import { commit } from '../../src/repo/commit.js';
 import { deleteRef, listRefs, readRef, resolveRev, validateRefName, writeRef } from '../../src/repo/refs.js';
 import { Repo } from '../../src/repo/repo.js';
+import { sweepStaging } from '../../src/repo/transaction.js';
 import { tmpDir } from '../helpers/fixtures.js';
 
 process.env.STRATA_WORKERS ??= '1';
@@ -77,16 +78,24 @@ describe('writing, reading, listing and deleting refs', () => {
     fs.rmSync(path.join(repo.path, 'refs/heads/garbage'));
   });
 
-  it('lists every ref sorted by name, skipping temp files and files that hold no checksum', () => {
-    fs.writeFileSync(path.join(repo.path, 'refs/heads/main.tmp-123-abc'), A + '\n');
+  it('lists every ref sorted by name, skipping files that hold no checksum', () => {
     fs.writeFileSync(path.join(repo.path, 'refs/heads/junk'), 'nope\n');
     expect(listRefs(repo)).toEqual([
       { name: 'main', checksum: B },
       { name: 'origin:os/stable', checksum: A },
       { name: 'os/x86_64/stable', checksum: A },
     ]);
-    fs.rmSync(path.join(repo.path, 'refs/heads/main.tmp-123-abc'));
     fs.rmSync(path.join(repo.path, 'refs/heads/junk'));
+  });
+
+  it('keeps its temp files out of refs/ and sweeps those a dead writer left', () => {
+    writeRef(repo, 'fresh', A);
+    expect(fs.readdirSync(path.join(repo.path, 'refs/heads')).some((n) => n.includes('.tmp-'))).toBe(false);
+    const stray = path.join(repo.path, 'tmp', 'fresh.tmp-999999999-abc');
+    fs.writeFileSync(stray, A + '\n');
+    sweepStaging(repo);
+    expect(fs.existsSync(stray)).toBe(false);
+    deleteRef(repo, 'fresh');
   });
 
   it('deletes a ref once', () => {
