@@ -35,6 +35,8 @@ export interface FsckResult {
 }
 
 const MAX_PLACES = 5;
+/** Content objects per worker message. */
+const VERIFY_CHUNK = 32;
 
 export async function fsck(opts: FsckOptions): Promise<FsckResult> {
   const repo = Repo.open(opts.repo);
@@ -85,15 +87,25 @@ export async function fsck(opts: FsckOptions): Promise<FsckResult> {
   const verifications: Promise<void>[] = [];
   let done = 0;
   let contentBytes = 0;
-  const verify = (checksum: Checksum): void => {
+  let batch: Checksum[] = [];
+  const flush = (): void => {
+    const checksums = batch;
+    batch = [];
+    if (checksums.length === 0) return;
     verifications.push(
-      pool.run<VerifyOutcome>({ kind: 'verify', ctx, checksum }).then((r) => {
-        if (r.status === 'ok') contentBytes += r.size;
-        else for (const place of content.get(checksum) ?? []) problem(checksum, 'file', r.status, r.message, place);
-        done++;
-        if (done % 256 === 0 || done === content.size) opts.onProgress?.(done, content.size);
+      pool.run<VerifyOutcome[]>({ kind: 'verify', ctx, checksums }).then((outcomes) => {
+        outcomes.forEach((r, i) => {
+          if (r.status === 'ok') contentBytes += r.size;
+          else for (const place of content.get(checksums[i]) ?? []) problem(checksums[i], 'file', r.status, r.message, place);
+        });
+        done += checksums.length;
+        opts.onProgress?.(done, content.size);
       }),
     );
+  };
+  const verify = (checksum: Checksum): void => {
+    batch.push(checksum);
+    if (batch.length >= VERIFY_CHUNK) flush();
   };
 
   let sinceYield = 0;
@@ -123,6 +135,7 @@ export async function fsck(opts: FsckOptions): Promise<FsckResult> {
     }
     if (++sinceYield >= 32) {
       sinceYield = 0;
+      flush();
       await new Promise((r) => setImmediate(r));
     }
     for (const d of t.dirs) await walkTree(commit, d.tree, d.meta, `${prefix}/${d.name}`);
@@ -150,6 +163,7 @@ export async function fsck(opts: FsckOptions): Promise<FsckResult> {
       heads.add(c);
       await checkCommit(c);
     }
+    flush();
     await Promise.all(verifications);
   } finally {
     await pool.close();

@@ -4,12 +4,12 @@
 import { parentPort } from 'node:worker_threads';
 import { StrataError } from '../errors.js';
 import { type ContentJob, type StageContext, stageContent } from './stage-content.js';
-import { type VerifyContext, verifyContent } from './verify-content.js';
+import { type VerifyContext, verifyContents } from './verify-content.js';
 import type { Checksum } from '../core/objects.js';
 
 export type WorkerTask =
   | { kind: 'stage'; ctx: StageContext; job: ContentJob }
-  | { kind: 'verify'; ctx: VerifyContext; checksum: Checksum };
+  | { kind: 'verify'; ctx: VerifyContext; checksums: Checksum[] };
 
 export type WorkerReply = { ok: true; value: unknown } | { ok: false; code: string; message: string; data: Record<string, unknown> };
 
@@ -18,7 +18,7 @@ async function run(task: WorkerTask): Promise<unknown> {
     case 'stage':
       return stageContent(task.ctx, task.job);
     case 'verify':
-      return verifyContent(task.ctx, task.checksum);
+      return verifyContents(task.ctx, task.checksums);
   }
 }
 

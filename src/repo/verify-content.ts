@@ -1,7 +1,6 @@
 // Re-hashing one content object (fsck's heavy step), run in worker threads.
 
 import fs from 'node:fs';
-import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { StrataError } from '../errors.js';
 import {
@@ -18,12 +17,40 @@ export type VerifyOutcome =
   | { status: 'ok'; size: number }
   | { status: 'missing' | 'corrupt'; message: string };
 
+/** One read buffer per thread, reused: objects up to this size cost no allocation. */
+let scratch = Buffer.allocUnsafe(4 * 1024 * 1024);
+
+function readObject(file: string): Buffer {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size > scratch.length) {
+      if (size > 64 * 1024 * 1024) return fs.readFileSync(fd);
+      scratch = Buffer.allocUnsafe(size);
+    }
+    let n = 0;
+    while (n < size) {
+      const r = fs.readSync(fd, scratch, n, size - n, n);
+      if (r === 0) break;
+      n += r;
+    }
+    return scratch.subarray(0, n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Verifies several objects (one worker message for many small files). */
+export function verifyContents(ctx: VerifyContext, checksums: Checksum[]): VerifyOutcome[] {
+  return checksums.map((c) => verifyContent(ctx, c));
+}
+
 export function verifyContent(ctx: VerifyContext, checksum: Checksum): VerifyOutcome {
-  const file = path.join(ctx.repoPath, objectPath(checksum, 'file', ctx.archive));
+  const file = `${ctx.repoPath}/${objectPath(checksum, 'file', ctx.archive)}`;
   try {
     let data: Buffer;
     try {
-      data = fs.readFileSync(file);
+      data = readObject(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing', message: `file object ${checksum} is missing` };
       throw err;

@@ -504,3 +504,24 @@ describe('file objects', () => {
     }), { numRuns: 300 });
   });
 });
+
+describe('fileHeader fast path', () => {
+  it('gives the generic serializer\'s bytes for regular files without xattrs', async () => {
+    const fc = await import('fast-check');
+    const { serialize } = await import('../../src/core/gvariant.js');
+    const { fileHeader } = await import('../../src/core/objects.js');
+    const bswap = (v: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(v);
+      return b.readUInt32LE();
+    };
+    fc.assert(
+      fc.property(fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), fc.nat({ max: 0xffffffff }), (uid, gid, mode) => {
+        const generic = serialize('(uuuusa(ayay))', [bswap(uid), bswap(gid), bswap(mode), 0, '', []]);
+        const expected = Buffer.concat([Buffer.from([0, 0, 0, generic.length, 0, 0, 0, 0]), generic]);
+        expect(fileHeader({ uid, gid, mode, symlinkTarget: '', xattrs: [] }).equals(expected)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
