@@ -6,10 +6,12 @@ import { StrataError } from '../errors.js';
 import { type ContentJob, type StageContext, stageContent } from './stage-content.js';
 import { type VerifyContext, verifyContents } from './verify-content.js';
 import type { Checksum } from '../core/objects.js';
+import { type PlaceTask, placeFiles } from './place-files.js';
 
 export type WorkerTask =
   | { kind: 'stage'; ctx: StageContext; job: ContentJob }
-  | { kind: 'verify'; ctx: VerifyContext; checksums: Checksum[] };
+  | { kind: 'verify'; ctx: VerifyContext; checksums: Checksum[] }
+  | { kind: 'place'; task: PlaceTask };
 
 export type WorkerReply = { ok: true; value: unknown } | { ok: false; code: string; message: string; data: Record<string, unknown> };
 
@@ -19,6 +21,8 @@ async function run(task: WorkerTask): Promise<unknown> {
       return stageContent(task.ctx, task.job);
     case 'verify':
       return verifyContents(task.ctx, task.checksums);
+    case 'place':
+      return placeFiles(task.task);
   }
 }
 

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { setAttributeSync } from '@napi-rs/xattr';
 import { ioError } from '../errors.js';
 import { type Checksum, type FileMeta, type Xattr, S_IFLNK, S_IFMT } from '../core/objects.js';
-import type { Repo } from './repo.js';
+import { Repo } from './repo.js';
 
 export const isRoot = process.getuid?.() === 0;
 const myUid = process.getuid?.() ?? -1;
@@ -109,4 +109,18 @@ export function applyOwnerAndXattrs(file: string, uid: number, gid: number, xatt
       warnings.push(`could not set xattr ${x.name} on ${file}: ${(err as Error).message}`);
     }
   }
+}
+
+/** A worker's share of a checkout: files to place, in directories that exist. */
+export interface PlaceTask {
+  repoPath: string;
+  copy: boolean;
+  checksums: Checksum[];
+  files: string[];
+}
+
+export function placeFiles(task: PlaceTask): PlaceCounts {
+  const placer = new FilePlacer(Repo.open(task.repoPath), task.copy);
+  for (let i = 0; i < task.files.length; i++) placer.place(task.checksums[i], task.files[i]);
+  return placer.counts;
 }
