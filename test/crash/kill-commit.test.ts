@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLI, tmpDir } from '../helpers/fixtures.js';
+import { CLI, runAsync, tmpDir } from '../helpers/fixtures.js';
 
 const SEED = Number(process.env.STRATA_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 /** Kills to aim for, and the wall-clock budget they must fit in. */
@@ -77,17 +77,6 @@ function commitArgs(s: RepoState, c: Omit<Head, 'commit'>): string[] {
   return ['commit', '--repo', s.repo, '-b', 'main', '--parent', c.parent ?? 'none', '--timestamp', String(c.timestamp), '-s', c.subject, s.src];
 }
 
-function runAsync(cmd: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 /** Runs a commit to the end; returns its checksum and how long it took. */
 async function fullCommit(s: RepoState, c: Omit<Head, 'commit'>): Promise<{ commit: string; ms: number }> {

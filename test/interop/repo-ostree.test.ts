@@ -5,9 +5,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLI, isRoot, makeTree, ostree, rootfsPair, sh, strata, tmpDir } from '../helpers/fixtures.js';
+import { CLI, isRoot, makeTree, ostree, rootfsPair, runAsync, sh, strata, tmpDir } from '../helpers/fixtures.js';
 
 const T = '2023-11-14T22:13:20Z';
 const MODES = ['archive', 'bare-user'] as const;
@@ -24,24 +24,12 @@ function ok(r: ReturnType<typeof strata> | ReturnType<typeof ostree>, what: stri
   return r.stdout;
 }
 
-/** Runs a command to completion without blocking, so strata and ostree can commit side by side. */
-function run(cmd: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
 
 /** Commits `src` with both tools at once; returns [strata's checksum, ostree's]. */
 async function commitBoth(srepo: string, orepo: string, branch: string, src: string, extra: string[]): Promise<[string, string]> {
   const [s, o] = await Promise.all([
-    run(process.execPath, [CLI, 'commit', '--repo', srepo, '-b', branch, '--timestamp', T, '-s', 'S', ...extra, src]),
-    run('ostree', ['commit', `--repo=${orepo}`, '-b', branch, `--timestamp=${T}`, '-s', 'S', ...extra, src]),
+    runAsync(process.execPath, [CLI, 'commit', '--repo', srepo, '-b', branch, '--timestamp', T, '-s', 'S', ...extra, src]),
+    runAsync('ostree', ['commit', `--repo=${orepo}`, '-b', branch, `--timestamp=${T}`, '-s', 'S', ...extra, src]),
   ]);
   if (s.status !== 0) throw new Error(`strata commit ${branch} exited ${s.status}: ${s.stderr}`);
   if (o.status !== 0) throw new Error(`ostree commit ${branch} exited ${o.status}: ${o.stderr}`);

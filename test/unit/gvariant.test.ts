@@ -4,18 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { parse, parseType, serialize, typeString } from '../../src/core/gvariant.js';
 import { StrataError } from '../../src/errors.js';
 import { SPEC_VECTORS, typeArb, typedArb, valueArb } from '../helpers/gvariant-arbitrary.js';
+import { codeOf } from '../helpers/errors.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof StrataError) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 /**
  * True when a parsed value holds a NaN double. A JavaScript number cannot be

@@ -10,16 +10,8 @@ import {
 } from '../../src/core/objects.js';
 import { StrataError } from '../../src/errors.js';
 import { typedArb } from '../helpers/gvariant-arbitrary.js';
+import { codeOf } from '../helpers/errors.js';
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof StrataError) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 /** Runs `fn`; it may return, or throw a StrataError with `code`; anything else fails the test. */
 function returnsOr(code: string, fn: () => unknown): boolean {

@@ -11,18 +11,10 @@ import { deleteRef, listRefs, readRef, resolveRev, validateRefName, writeRef } f
 import { Repo } from '../../src/repo/repo.js';
 import { sweepStaging } from '../../src/repo/transaction.js';
 import { tmpDir } from '../helpers/fixtures.js';
+import { codeOf } from '../helpers/errors.js';
 
 process.env.STRATA_WORKERS ??= '1';
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (isStrataError(err)) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 const A = 'a'.repeat(64) as Checksum;
 const B = 'b'.repeat(64) as Checksum;

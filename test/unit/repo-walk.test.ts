@@ -9,18 +9,10 @@ import { commit } from '../../src/repo/commit.js';
 import { Repo } from '../../src/repo/repo.js';
 import { formatMode, listTree, resolveTreePath, splitTreePath } from '../../src/repo/walk.js';
 import { isRoot, sh, tmpDir } from '../helpers/fixtures.js';
+import { codeOf } from '../helpers/errors.js';
 
 process.env.STRATA_WORKERS ??= '1';
 
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    if (isStrataError(err)) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 function buildTree(root: string): void {
   const w = (p: string, content: string | Buffer, mode = 0o644) => {

@@ -17,6 +17,7 @@ import { readRef } from '../../src/repo/refs.js';
 import { looksLikeTarball, readSourceTar } from '../../src/repo/source-tar.js';
 import { newStats, type StageFn } from '../../src/repo/mtree.js';
 import type { ContentJob } from '../../src/repo/stage-content.js';
+import { codeOf } from '../helpers/errors.js';
 
 // The trees here are tiny: one worker thread starts faster and hashes them as quickly.
 process.env.STRATA_WORKERS ??= '1';
@@ -116,15 +117,6 @@ function parseAll(buf: Buffer, chunk = buf.length): { entries: TarEntry[]; data:
   }
   r.end();
   return { entries, data, events };
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof StrataError ? err.code : `not a StrataError: ${String(err)}`;
-  }
-  return undefined;
 }
 
 interface Node {
