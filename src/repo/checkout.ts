@@ -69,9 +69,10 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
   if (existing && !existing.isDirectory()) throw new StrataError('DEST_EXISTS', `${dest} exists and is not a directory`, { dest });
 
   if (existing && opts.union) {
-    // Writing into DEST itself: refuse a malformed or hostile tree before the first write.
-    loadTreeShape(repo, node.tree, node.meta);
+    // Writing into DEST itself: refuse a malformed or hostile tree, or a
+    // missing or corrupt object, before the first write.
     const placer = new FilePlacer(repo, !!opts.copy);
+    loadTreeShape(repo, node.tree, node.meta, placer);
     const plan = planDirs(repo, node.tree, node.meta, dest, result);
     for (const [checksum, file] of plan.files) {
       if (lstatOrNull(file)) replaceAtomically(file, (tmp) => placer.place(checksum, tmp));
@@ -104,10 +105,12 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
   return result;
 }
 
-/** Reads (and so validates) every dirtree and dirmeta of a tree. */
-function loadTreeShape(repo: Repo, tree: Checksum, meta: Checksum): void {
+/** Reads (and so validates) every dirtree and dirmeta of a tree, and every file object's metadata. */
+function loadTreeShape(repo: Repo, tree: Checksum, meta: Checksum, placer: FilePlacer): void {
   repo.loadDirMeta(meta);
-  for (const d of repo.loadDirTree(tree).dirs) loadTreeShape(repo, d.tree, d.meta);
+  const t = repo.loadDirTree(tree);
+  for (const f of t.files) placer.prepare(f.checksum);
+  for (const d of t.dirs) loadTreeShape(repo, d.tree, d.meta, placer);
 }
 
 /** A directory whose owner, xattrs or mode still need setting (after its entries). */

@@ -61,6 +61,11 @@ export class FilePlacer {
     return i;
   }
 
+  /** Loads (and so validates) an object's metadata ahead of placing it. */
+  prepare(checksum: Checksum): void {
+    this.info(checksum);
+  }
+
   /** Creates `file` (which must not exist) from the object. */
   place(checksum: Checksum, file: string): void {
     const { meta, linkable } = this.info(checksum);

@@ -6,7 +6,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Checksum } from '../../src/core/objects.js';
 import { checkout } from '../../src/repo/checkout.js';
 import { commit } from '../../src/repo/commit.js';
+import { resolveRev } from '../../src/repo/refs.js';
 import { Repo } from '../../src/repo/repo.js';
+import { resolveTreePath } from '../../src/repo/walk.js';
 import { isRoot, tmpDir } from '../helpers/fixtures.js';
 
 process.env.STRATA_WORKERS ??= '1';
@@ -132,6 +134,22 @@ for (const mode of ['archive', 'bare-user'] as const) {
       expect(fs.statSync(path.join(dest, 'locked')).mode & 0o7777).toBe(0o555);
       expect(listing(dest).filter((l) => !l.startsWith('etc/local-only'))).toEqual(listing(src));
       expect(fs.readdirSync(dest).filter((n) => n.includes('strata-tmp'))).toEqual([]);
+    });
+
+    it('--union refuses a tree with a missing object before writing anything', async () => {
+      const broken = path.join(work, 'broken-repo');
+      Repo.init(broken, mode);
+      await commit({ repo: broken, branch: 'main', source: src, timestamp: 1_700_000_000 });
+      const r = Repo.open(broken);
+      const victim = resolveTreePath(r, resolveRev(r, 'main'), '/usr/lib/big');
+      if (victim.kind !== 'file') throw new Error('expected a file');
+      fs.rmSync(r.objectFile(victim.checksum, 'file'));
+      const dest = path.join(work, 'union-broken');
+      fs.mkdirSync(path.join(dest, 'etc'), { recursive: true });
+      fs.writeFileSync(path.join(dest, 'etc/hostname'), 'mine\n');
+      await expect(checkout({ repo: broken, rev: 'main', dest, union: true })).rejects.toMatchObject({ code: 'OBJECT_MISSING' });
+      expect(fs.readdirSync(dest)).toEqual(['etc']);
+      expect(fs.readFileSync(path.join(dest, 'etc/hostname'), 'utf8')).toBe('mine\n');
     });
 
     it('--union twice is idempotent, also for read-only directories', async () => {
