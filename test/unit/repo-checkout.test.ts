@@ -141,7 +141,7 @@ for (const mode of ['archive', 'bare-user'] as const) {
       Repo.init(broken, mode);
       await commit({ repo: broken, branch: 'main', source: src, timestamp: 1_700_000_000 });
       const r = Repo.open(broken);
-      const victim = resolveTreePath(r, resolveRev(r, 'main'), '/usr/lib/big');
+      const victim = resolveTreePath(r, resolveRev(r, 'main'), '/usr/share/doc/README');
       if (victim.kind !== 'file') throw new Error('expected a file');
       fs.rmSync(r.objectFile(victim.checksum, 'file'));
       const dest = path.join(work, 'union-broken');
