@@ -254,7 +254,11 @@ export function readBareUserXattr(file: string, checksum: string): Buffer {
     if (!fs.existsSync(file)) throw new StrataError('OBJECT_MISSING', `file object ${checksum} is missing`, { checksum, type: 'file', path: file });
     throw ioError(err, 'read xattrs of', file);
   }
-  if (!raw) throw new StrataError('OBJECT_MALFORMED', `file object ${checksum} has no ${BAREUSER_XATTR} xattr`, { checksum, type: 'file' });
+  if (!raw) {
+    // The binding answers null, not ENOENT, for a file that is not there.
+    if (!fs.existsSync(file)) throw new StrataError('OBJECT_MISSING', `file object ${checksum} is missing`, { checksum, type: 'file', path: file });
+    throw new StrataError('OBJECT_MALFORMED', `file object ${checksum} has no ${BAREUSER_XATTR} xattr`, { checksum, type: 'file' });
+  }
   return raw;
 }
 
