@@ -94,7 +94,9 @@ export function rootfsPair(): { a: string; b: string } | null {
   if (fs.existsSync(path.join(cache, 'rootfs-b.complete'))) return { a, b };
   if (!isRoot) return null;
   const script = path.resolve(ROOT, '../shared/testdata/make-rootfs.sh');
-  const r = spawnSync('bash', [script, cache], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // flock: test files running side by side must not debootstrap into one directory at once.
+  fs.mkdirSync(path.dirname(cache), { recursive: true });
+  const r = spawnSync('flock', [`${cache}.lock`, 'bash', script, cache], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   if (r.status !== 0) throw new Error(`make-rootfs.sh failed: ${r.stderr}`);
   return { a, b };
 }
