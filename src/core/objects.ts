@@ -13,7 +13,6 @@ import { parse, parseType, serialize, type Variant } from './gvariant.js';
 export type Checksum = string & { readonly __brand: 'Checksum' };
 
 export type ObjectType = 'file' | 'dirtree' | 'dirmeta' | 'commit' | 'commitmeta';
-export const METADATA_TYPES: readonly ObjectType[] = ['dirtree', 'dirmeta', 'commit', 'commitmeta'];
 
 export const S_IFMT = 0o170000;
 export const S_IFDIR = 0o040000;

@@ -74,13 +74,6 @@ export class WorkerPool {
     });
   }
 
-  /** Tasks queued or running. */
-  get pending(): number {
-    let n = this.queue.length;
-    for (const s of this.slots) for (const b of s.inFlight.values()) n += b.length;
-    return n;
-  }
-
   private dispatch(): void {
     for (;;) {
       if (this.queue.length === 0) return;
