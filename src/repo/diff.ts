@@ -4,7 +4,7 @@
 import { type Checksum, type FileMeta, compareNames } from '../core/objects.js';
 import { Repo } from './repo.js';
 import { resolveRev } from './refs.js';
-import { type TreeNode, resolveTreePath, splitTreePath } from './walk.js';
+import { type NodeInfo, type TreeNode, describeNode, joinTreePath, resolveTreePath, splitTreePath, treeChildren } from './walk.js';
 
 export type ChangeKind = 'added' | 'removed' | 'modified' | 'metadata';
 export type EntryType = 'file' | 'dir' | 'symlink';
@@ -39,16 +39,6 @@ export interface DiffOptions {
   path?: string;
 }
 
-interface Described {
-  type: EntryType;
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  xattrs: FileMeta['xattrs'];
-  target?: string;
-}
-
 export function diff(opts: DiffOptions): DiffResult {
   const repo = Repo.open(opts.repo);
   return diffCommits(repo, resolveRev(repo, opts.from), resolveRev(repo, opts.to), opts.path ?? '/');
@@ -57,63 +47,44 @@ export function diff(opts: DiffOptions): DiffResult {
 export function diffCommits(repo: Repo, from: Checksum, to: Checksum, subpath = '/'): DiffResult {
   const entries: DiffEntry[] = [];
   const base = '/' + splitTreePath(subpath).join('/');
-  const join = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/${name}`);
-
-  const describe = (node: TreeNode): Described => {
-    if (node.kind === 'dir') {
-      const m = repo.loadDirMeta(node.meta);
-      return { type: 'dir', size: 0, mode: m.mode, uid: m.uid, gid: m.gid, xattrs: m.xattrs };
-    }
-    const f = repo.loadFileInfo(node.checksum);
-    const link = f.meta.symlinkTarget !== '';
-    return { type: link ? 'symlink' : 'file', size: f.size, mode: f.meta.mode, uid: f.meta.uid, gid: f.meta.gid, xattrs: f.meta.xattrs, target: link ? f.meta.symlinkTarget : undefined };
-  };
-
-  const children = (node: TreeNode & { kind: 'dir' }): [string, TreeNode][] => {
-    const t = repo.loadDirTree(node.tree);
-    return [
-      ...t.files.map((f): [string, TreeNode] => [f.name, { kind: 'file', checksum: f.checksum }]),
-      ...t.dirs.map((d): [string, TreeNode] => [d.name, { kind: 'dir', tree: d.tree, meta: d.meta }]),
-    ].sort((a, b) => compareNames(a[0], b[0]));
-  };
 
   const wholeSubtree = (node: TreeNode, p: string, change: 'added' | 'removed'): void => {
-    const d = describe(node);
+    const d = describeNode(repo, node);
     const e: DiffEntry = { path: p, change, type: d.type };
     if (change === 'added') Object.assign(e, { newSize: d.size, newMode: d.mode, newOwner: `${d.uid}:${d.gid}`, newTarget: d.target });
     else Object.assign(e, { oldSize: d.size, oldMode: d.mode, oldOwner: `${d.uid}:${d.gid}`, oldTarget: d.target });
     entries.push(e);
-    if (node.kind === 'dir') for (const [name, child] of children(node)) wholeSubtree(child, join(p, name), change);
+    if (node.kind === 'dir') for (const [name, child] of treeChildren(repo, node.tree)) wholeSubtree(child, joinTreePath(p, name), change);
   };
 
-  const metaDiffers = (a: Described, b: Described): boolean =>
+  const metaDiffers = (a: NodeInfo, b: NodeInfo): boolean =>
     a.mode !== b.mode || a.uid !== b.uid || a.gid !== b.gid || !sameXattrs(a.xattrs, b.xattrs);
 
   const compare = (a: TreeNode, b: TreeNode, p: string): void => {
     if (a.kind === 'dir' && b.kind === 'dir') {
       if (a.tree === b.tree && a.meta === b.meta) return;
       if (a.meta !== b.meta) {
-        const da = describe(a);
-        const db = describe(b);
+        const da = describeNode(repo, a);
+        const db = describeNode(repo, b);
         if (metaDiffers(da, db)) entries.push(metaEntry(p, 'dir', da, db));
       }
       if (a.tree === b.tree) return;
-      const ca = children(a);
-      const cb = children(b);
+      const ca = treeChildren(repo, a.tree);
+      const cb = treeChildren(repo, b.tree);
       let i = 0;
       let j = 0;
       while (i < ca.length || j < cb.length) {
         const c = i >= ca.length ? 1 : j >= cb.length ? -1 : compareNames(ca[i][0], cb[j][0]);
-        if (c < 0) wholeSubtree(ca[i][1], join(p, ca[i++][0]), 'removed');
-        else if (c > 0) wholeSubtree(cb[j][1], join(p, cb[j++][0]), 'added');
-        else compare(ca[i++][1], cb[j++][1], join(p, ca[i - 1][0]));
+        if (c < 0) wholeSubtree(ca[i][1], joinTreePath(p, ca[i++][0]), 'removed');
+        else if (c > 0) wholeSubtree(cb[j][1], joinTreePath(p, cb[j++][0]), 'added');
+        else compare(ca[i++][1], cb[j++][1], joinTreePath(p, ca[i - 1][0]));
       }
       return;
     }
     if (a.kind === 'file' && b.kind === 'file') {
       if (a.checksum === b.checksum) return;
-      const da = describe(a);
-      const db = describe(b);
+      const da = describeNode(repo, a);
+      const db = describeNode(repo, b);
       const contentSame = da.type === db.type && da.size === db.size && da.target === db.target && metaDiffers(da, db) && sameContent(repo, a.checksum, b.checksum);
       if (contentSame) {
         entries.push(metaEntry(p, db.type, da, db));
@@ -142,7 +113,7 @@ export function diffCommits(repo: Repo, from: Checksum, to: Checksum, subpath = 
   return { from, to, entries, summary };
 }
 
-function metaEntry(p: string, type: EntryType, a: Described, b: Described): DiffEntry {
+function metaEntry(p: string, type: EntryType, a: NodeInfo, b: NodeInfo): DiffEntry {
   return { path: p, change: 'metadata', type, oldMode: a.mode, newMode: b.mode, oldOwner: `${a.uid}:${a.gid}`, newOwner: `${b.uid}:${b.gid}`, oldSize: a.size, newSize: b.size };
 }
 

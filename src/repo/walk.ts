@@ -56,22 +56,37 @@ export interface Entry {
   xattrs: FileMeta['xattrs'] | DirMeta['xattrs'];
 }
 
-function joinPath(dir: string, name: string): string {
+/** What a tree node is, without where it is. */
+export type NodeInfo = Omit<Entry, 'path' | 'name'>;
+
+export function joinTreePath(dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`;
 }
 
-export function describeEntry(repo: Repo, dirPath: string, name: string, node: TreeNode): Entry {
-  const p = joinPath(dirPath, name);
+export function describeNode(repo: Repo, node: TreeNode): NodeInfo {
   if (node.kind === 'dir') {
     const m = repo.loadDirMeta(node.meta);
-    return { path: p, name, type: 'dir', mode: m.mode, uid: m.uid, gid: m.gid, size: 0, checksum: node.tree, xattrs: m.xattrs };
+    return { type: 'dir', mode: m.mode, uid: m.uid, gid: m.gid, size: 0, checksum: node.tree, xattrs: m.xattrs };
   }
   const info = repo.loadFileInfo(node.checksum);
   const isLink = (info.meta.mode & S_IFMT) === S_IFLNK;
   return {
-    path: p, name, type: isLink ? 'symlink' : 'file', mode: info.meta.mode, uid: info.meta.uid, gid: info.meta.gid,
+    type: isLink ? 'symlink' : 'file', mode: info.meta.mode, uid: info.meta.uid, gid: info.meta.gid,
     size: info.size, checksum: node.checksum, target: isLink ? info.meta.symlinkTarget : undefined, xattrs: info.meta.xattrs,
   };
+}
+
+export function describeEntry(repo: Repo, dirPath: string, name: string, node: TreeNode): Entry {
+  return { path: joinTreePath(dirPath, name), name, ...describeNode(repo, node) };
+}
+
+/** A directory's entries as nodes, in tree (byte) order. */
+export function treeChildren(repo: Repo, tree: Checksum): [string, TreeNode][] {
+  const t = repo.loadDirTree(tree);
+  return [
+    ...t.dirs.map((d): [string, TreeNode] => [d.name, { kind: 'dir', tree: d.tree, meta: d.meta }]),
+    ...t.files.map((f): [string, TreeNode] => [f.name, { kind: 'file', checksum: f.checksum }]),
+  ].sort((a, b) => compareNames(a[0], b[0]));
 }
 
 /** Lists a directory's entries (or, recursively, its whole subtree), in tree order. */
@@ -84,14 +99,9 @@ export function listTree(repo: Repo, commit: Checksum, p: string, recursive: boo
   }
   const out: Entry[] = [];
   const visit = (tree: Checksum, dirPath: string): void => {
-    const t = repo.loadDirTree(tree);
-    const entries: [string, TreeNode][] = [
-      ...t.dirs.map((d): [string, TreeNode] => [d.name, { kind: 'dir', tree: d.tree, meta: d.meta }]),
-      ...t.files.map((f): [string, TreeNode] => [f.name, { kind: 'file', checksum: f.checksum }]),
-    ].sort((a, b) => compareNames(a[0], b[0]));
-    for (const [name, n] of entries) {
+    for (const [name, n] of treeChildren(repo, tree)) {
       out.push(describeEntry(repo, dirPath, name, n));
-      if (recursive && n.kind === 'dir') visit(n.tree, joinPath(dirPath, name));
+      if (recursive && n.kind === 'dir') visit(n.tree, joinTreePath(dirPath, name));
     }
   };
   visit(node.tree, base);
