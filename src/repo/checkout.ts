@@ -85,17 +85,20 @@ export async function checkout(opts: CheckoutOptions): Promise<CheckoutResult> {
 
   const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.strata-tmp-${process.pid}`);
   fs.rmSync(tmp, { recursive: true, force: true });
-  // One helper thread starts loading now; it gets a share of the files once
-  // every directory exists (see placeInParallel).
-  const pool = defaultWorkerCount() > 1 ? new WorkerPool(1) : null;
+  // A large tree gets one helper thread, started as soon as the tree proves
+  // large so that it loads while directories are still being made; it takes
+  // a share of the files once every directory exists (see placeInParallel).
+  let pool = null as WorkerPool | null; // assigned in the callback below
+  const helper = defaultWorkerCount() > 1;
   try {
     const files: [Checksum, string][] = [];
-    const dirs = makeDirs(repo, node.tree, node.meta, tmp, (checksum, file) => files.push([checksum, file]));
+    const dirs = makeDirs(repo, node.tree, node.meta, tmp, (checksum, file) => {
+      if (files.push([checksum, file]) === PARALLEL_MIN_FILES && helper) pool = new WorkerPool(1);
+    });
     result.dirs = dirs.length;
-    await placeInParallel(repo, files, !!opts.copy, files.length >= PARALLEL_MIN_FILES ? pool : null, result, opts.onProgress);
+    await placeInParallel(repo, files, !!opts.copy, pool, result, opts.onProgress);
     finishDirs(dirs, result.warnings);
     fs.renameSync(tmp, dest);
-    result.dest = dest;
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err instanceof StrataError ? err : ioError(err, 'check out into', dest);
