@@ -385,6 +385,10 @@ function parseObject(type: ReturnType<typeof parseType>, data: Uint8Array, what:
 
 /** Relative path of a loose object, e.g. `objects/ab/cdef….dirtree`. */
 export function objectPath(checksum: Checksum, type: ObjectType, archive: boolean): string {
-  const ext = type === 'file' ? (archive ? 'filez' : 'file') : type;
-  return `objects/${checksum.slice(0, 2)}/${checksum.slice(2)}.${ext}`;
+  return `objects/${checksum.slice(0, 2)}/${checksum.slice(2)}.${objectExtension(type, archive)}`;
+}
+
+/** Content objects are `.filez` (compressed) in archive repos and `.file` otherwise; metadata is named by type. */
+export function objectExtension(type: ObjectType, archive: boolean): string {
+  return type === 'file' ? (archive ? 'filez' : 'file') : type;
 }

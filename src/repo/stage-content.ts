@@ -10,7 +10,7 @@ import { setAttributeSync } from '@napi-rs/xattr';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, ioError } from '../errors.js';
 import {
-  type Checksum, type FileMeta, S_IFLNK, S_IFMT, archiveHeader, fileHeader, objectPath, serializeBareUserMeta,
+  type Checksum, type FileMeta, type ObjectType, S_IFLNK, S_IFMT, archiveHeader, fileHeader, objectExtension, objectPath, serializeBareUserMeta,
 } from '../core/objects.js';
 
 export interface StageContext {
@@ -41,8 +41,9 @@ export interface ContentResult {
 /** Files larger than this are streamed instead of read whole. */
 const STREAM_THRESHOLD = 16 * 1024 * 1024;
 
-export function stagedName(checksum: Checksum, ext: string): string {
-  return `${checksum}.${ext}`;
+/** An object's name inside a transaction's staging directory. */
+export function stagedName(checksum: Checksum, type: ObjectType, archive: boolean): string {
+  return `${checksum}.${objectExtension(type, archive)}`;
 }
 
 /**
@@ -93,7 +94,7 @@ export async function stageContent(ctx: StageContext, job: ContentJob): Promise<
 }
 
 function stagedPath(ctx: StageContext, checksum: Checksum): string {
-  return `${ctx.stagingDir}/${stagedName(checksum, ctx.archive ? 'filez' : 'file')}`;
+  return `${ctx.stagingDir}/${stagedName(checksum, 'file', ctx.archive)}`;
 }
 
 /**

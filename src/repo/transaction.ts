@@ -115,10 +115,6 @@ export class Transaction {
     }
   }
 
-  private ext(type: ObjectType): string {
-    return type === 'file' ? (this.repo.archive ? 'filez' : 'file') : type;
-  }
-
   /** Records a content object a worker staged; false when it was already recorded. */
   noteStaged(checksum: Checksum, type: ObjectType): boolean {
     const key = `${checksum}.${type}`;
@@ -132,7 +128,7 @@ export class Transaction {
   writeMetadata(type: Exclude<ObjectType, 'file'>, bytes: Buffer): { checksum: Checksum; written: boolean } {
     const checksum = createHash('sha256').update(bytes).digest('hex') as Checksum;
     if (this.stagedSet.has(`${checksum}.${type}`) || this.repo.hasObject(checksum, type)) return { checksum, written: false };
-    const file = path.join(this.stagingDir, stagedName(checksum, this.ext(type)));
+    const file = path.join(this.stagingDir, stagedName(checksum, type, this.repo.archive));
     try {
       fs.writeFileSync(file, bytes, { mode: 0o644 });
     } catch (err) {
@@ -146,18 +142,19 @@ export class Transaction {
   commit(): void {
     if (this.done) throw new StrataError('INTERNAL', 'transaction already finished');
     try {
-      syncFilesystem(this.stagingDir, this.staged.map((s) => stagedName(s.checksum, this.ext(s.type))));
+      syncFilesystem(this.stagingDir, this.staged.map((s) => stagedName(s.checksum, s.type, this.repo.archive)));
       const order = (t: ObjectType): number => (t === 'commit' ? 2 : t === 'commitmeta' ? 1 : 0);
       const sorted = [...this.staged].sort((a, b) => order(a.type) - order(b.type));
       const touched = new Set<string>();
       const objects = path.join(this.repo.path, 'objects');
       for (const s of sorted) {
-        const dir = path.join(objects, s.checksum.slice(0, 2));
+        const target = this.repo.objectFile(s.checksum, s.type);
+        const dir = path.dirname(target);
         if (!touched.has(dir)) {
           fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
           touched.add(dir);
         }
-        fs.renameSync(path.join(this.stagingDir, stagedName(s.checksum, this.ext(s.type))), path.join(dir, `${s.checksum.slice(2)}.${this.ext(s.type)}`));
+        fs.renameSync(path.join(this.stagingDir, stagedName(s.checksum, s.type, this.repo.archive)), target);
       }
       for (const dir of touched) fsyncDir(dir);
       fsyncDir(objects);
