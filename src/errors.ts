@@ -31,6 +31,20 @@ export const ERROR_CODES = {
   INVALID_TIMESTAMP: { exit: 2, meaning: 'a timestamp is neither ISO 8601 nor seconds since the epoch' },
   INVALID_DURATION: { exit: 2, meaning: 'a duration is not a number with a unit (s, m, h, d, w)' },
   TOOL_MISSING: { exit: 69, meaning: 'a program strata runs (xz, zstd) is not installed; the message names the Debian package' },
+  SYSROOT_NOT_FOUND: { exit: 66, meaning: 'the directory is not a sysroot (no `ostree/repo`); create one with `strata admin init-fs`' },
+  STATEROOT_NOT_FOUND: { exit: 66, meaning: 'the stateroot does not exist; create it with `strata admin os-init`' },
+  INVALID_STATEROOT: { exit: 2, meaning: 'a stateroot name is not valid (letters, digits, `_`, `-`, `.`; not starting with `.`)' },
+  SYSROOT_LOCKED: { exit: 75, meaning: 'another strata process is changing the sysroot' },
+  DEPLOYMENT_NOT_FOUND: { exit: 66, meaning: 'no deployment has that index or checksum' },
+  DEPLOYMENT_IN_USE: { exit: 73, meaning: 'the deployment is booted, staged, pinned or the only one, and cannot be removed' },
+  NO_KERNEL: { exit: 65, meaning: 'the commit holds no kernel at `usr/lib/modules/<kver>/vmlinuz`' },
+  TREE_LAYOUT: { exit: 65, meaning: 'the tree cannot be deployed as it is (for example it has both `/etc` and `/usr/etc`)' },
+  INVALID_KARG: { exit: 2, meaning: 'a kernel argument is malformed (empty, holds a newline or unbalanced quote, or sets `ostree=`)' },
+  NO_ROLLBACK: { exit: 66, meaning: 'there is no other deployment to roll back to' },
+  NOT_BOOTED: { exit: 66, meaning: 'no booted deployment was found (no `ostree=` in /proc/cmdline, or it names no deployment)' },
+  HEALTH_FAILED: { exit: 1, meaning: 'a required health check failed; the boot was not blessed' },
+  VERIFY_FAILED: { exit: 1, meaning: '`admin verify` found files that differ from the commit; details are listed' },
+  MOUNT_FAILED: { exit: 71, meaning: 'a mount or namespace operation of `admin prepare-root` failed (needs root)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
