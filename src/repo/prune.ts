@@ -20,6 +20,8 @@ export interface PruneOptions {
   /** Also drop ancestors older than this many seconds (heads are always kept). Implies refsOnly. */
   keepYoungerThan?: number;
   dryRun?: boolean;
+  /** Commits kept besides the refs' (a sysroot's deployments). */
+  extraRoots?: Checksum[];
   /** Seconds since the epoch "now" is, for keepYoungerThan (tests). */
   now?: number;
   onProgress?: (done: number, total: number) => void;
@@ -51,6 +53,7 @@ export function planPrune(repo: Repo, opts: Omit<PruneOptions, 'repo'>): PrunePl
       roots.add(c);
     }
   }
+  for (const c of opts.extraRoots ?? []) roots.add(c);
   if (!refsOnly) for (const o of all) if (o.type === 'commit') roots.add(o.checksum);
   const reachable = new Set<ObjectKey>();
   markTrees(repo, roots, reachable);

@@ -17,7 +17,7 @@ import { stagedName } from './stage-content.js';
 const STAGING_PREFIX = 'staging-strata-';
 const LOCK_NAME = 'strata.lock';
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
@@ -27,11 +27,11 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Takes the repository's writer lock (a pid file); a dead holder's lock is taken over. */
-export function lockRepo(repo: Repo): () => void {
-  const tmpDir = path.join(repo.path, 'tmp');
-  fs.mkdirSync(tmpDir, { recursive: true });
-  const lockFile = path.join(tmpDir, LOCK_NAME);
+/**
+ * Takes a writer lock held as a pid file; a dead holder's lock is taken over.
+ * Returns the release function. `busy` makes the error for a live holder.
+ */
+export function acquirePidLock(lockFile: string, busy: (pid: number) => StrataError): () => void {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = fs.openSync(lockFile, 'wx', 0o644);
@@ -45,20 +45,26 @@ export function lockRepo(repo: Repo): () => void {
         }
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(err, 'lock', repo.path);
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(err, 'lock', lockFile);
       let holder = NaN;
       try {
         holder = Number(fs.readFileSync(lockFile, 'utf8').trim());
       } catch {
         continue; // removed meanwhile: try again
       }
-      if (pidAlive(holder) && holder !== process.pid) {
-        throw new StrataError('REPO_LOCKED', `repository ${repo.path} is being written by process ${holder}; wait for it to finish`, { pid: holder });
-      }
+      if (pidAlive(holder) && holder !== process.pid) throw busy(holder);
       fs.rmSync(lockFile, { force: true });
     }
   }
-  throw new StrataError('REPO_LOCKED', `could not lock ${repo.path}`, {});
+  throw busy(NaN);
+}
+
+/** Takes the repository's writer lock (tmp/strata.lock). */
+export function lockRepo(repo: Repo): () => void {
+  const tmpDir = path.join(repo.path, 'tmp');
+  fs.mkdirSync(tmpDir, { recursive: true });
+  return acquirePidLock(path.join(tmpDir, LOCK_NAME), (pid) =>
+    new StrataError('REPO_LOCKED', Number.isNaN(pid) ? `could not lock ${repo.path}` : `repository ${repo.path} is being written by process ${pid}; wait for it to finish`, { pid }));
 }
 
 /** Removes staging directories and ref temp files left by writers that died (their pid is gone). */
@@ -180,18 +186,22 @@ export class Transaction {
   }
 }
 
-/**
- * One syncfs for the whole filesystem (coreutils `sync -f`) is far cheaper
- * than an fsync per object; where it is unavailable, fsync each file.
- */
-function syncFilesystem(dir: string, names: string[]): void {
-  if (names.length === 0) return;
+/** Makes everything written to `dir`'s filesystem durable: one syncfs (coreutils `sync -f`). */
+export function syncfs(dir: string): boolean {
   try {
     execFileSync('sync', ['-f', dir], { stdio: 'ignore' });
-    return;
+    return true;
   } catch {
-    // fall through to per-file fsync
+    return false;
   }
+}
+
+/**
+ * One syncfs for the whole filesystem is far cheaper than an fsync per
+ * object; where it is unavailable, fsync each file.
+ */
+export function syncFilesystem(dir: string, names: string[]): void {
+  if (names.length === 0 || syncfs(dir)) return;
   for (const n of names) {
     const fd = fs.openSync(path.join(dir, n), 'r');
     try {
