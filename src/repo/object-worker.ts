@@ -1,5 +1,6 @@
-// Worker-thread entry: runs batches of content jobs (stage or verify) and
-// posts their results back. Errors travel as { code, message, data }.
+// Worker-thread entry: runs batches of content jobs (stage, verify, place,
+// or hash checked-out files) and posts their results back. Errors travel
+// as { code, message, data }.
 
 import { parentPort } from 'node:worker_threads';
 import { StrataError } from '../errors.js';
@@ -7,11 +8,13 @@ import { type ContentJob, type StageContext, stageContent } from './stage-conten
 import { type VerifyContext, verifyContents } from './verify-content.js';
 import type { Checksum } from '../core/objects.js';
 import { type PlaceTask, placeFiles } from './place-files.js';
+import { type HashFilesTask, hashFiles } from './verify-tree.js';
 
 export type WorkerTask =
   | { kind: 'stage'; ctx: StageContext; job: ContentJob }
   | { kind: 'verify'; ctx: VerifyContext; checksums: Checksum[] }
-  | { kind: 'place'; task: PlaceTask };
+  | { kind: 'place'; task: PlaceTask }
+  | { kind: 'hash-files'; task: HashFilesTask };
 
 export type WorkerReply = { ok: true; value: unknown } | { ok: false; code: string; message: string; data: Record<string, unknown> };
 
@@ -23,6 +26,8 @@ async function run(task: WorkerTask): Promise<unknown> {
       return verifyContents(task.ctx, task.checksums);
     case 'place':
       return placeFiles(task.task);
+    case 'hash-files':
+      return hashFiles(task.task);
   }
 }
 
