@@ -12,5 +12,7 @@ import { register as diff } from './diff.js';
 import { register as fsck } from './fsck.js';
 import { register as prune } from './prune.js';
 import { register as tour } from './tour.js';
+import { register as admin } from './admin.js';
+import { register as health } from './health.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, admin, health, tour];

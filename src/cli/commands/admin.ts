@@ -1,0 +1,213 @@
+import { type Command, Option } from 'commander';
+import { ERROR_CODES } from '../../errors.js';
+import { formatBytes, out, parseIntFlag, printJson, progress, table } from '../output.js';
+
+interface SysrootFlags {
+  sysroot: string;
+  booted?: string;
+  json?: boolean;
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** --sysroot, --booted and --json, on every admin subcommand. */
+function sysrootCommand(parent: Command, name: string, description: string): Command {
+  return parent
+    .command(name)
+    .description(description)
+    .option('--sysroot <dir>', 'the sysroot to act on', '/')
+    .addOption(new Option('--booted <path>', 'the booted deployment (its directory or ostree= path); default: from /proc/cmdline when the sysroot is /').env('STRATA_BOOTED'))
+    .option('--json', 'print JSON');
+}
+
+function shortId(d: { stateroot: string; checksum: string; serial: number }): string {
+  return `${d.stateroot} ${d.checksum.slice(0, 12)}.${d.serial}`;
+}
+
+export function register(program: Command): void {
+  const admin = program.command('admin').description('manage deployments on a device: deploy, status, rollback, cleanup, verify');
+
+  admin
+    .command('init-fs')
+    .description("create an empty sysroot in OSTree's layout (ostree/repo in bare-user mode, boot/loader)")
+    .argument('<dir>', 'directory to make a sysroot')
+    .option('--json', 'print JSON')
+    .action(async (dir: string, o: { json?: boolean }) => {
+      const { initFs } = await import('../../sysroot/init.js');
+      const r = initFs({ dir });
+      if (o.json) return printJson(r);
+      out(`${r.created ? 'Created' : 'Already a'} sysroot ${r.sysroot}`);
+    });
+
+  sysrootCommand(admin, 'os-init', 'create a stateroot: its deploy/ directory and its /var')
+    .argument('<stateroot>', 'name, e.g. debian')
+    .action(async (stateroot: string, o: SysrootFlags) => {
+      const { osInit } = await import('../../sysroot/init.js');
+      const r = osInit({ sysroot: o.sysroot, stateroot });
+      if (o.json) return printJson(r);
+      out(`${r.created ? 'Created' : 'Already have'} stateroot ${r.stateroot} (${r.path})`);
+    });
+
+  sysrootCommand(admin, 'deploy', 'deploy a commit: check it out by hardlinks, merge /etc, write its boot entry and make it the default')
+    .argument('<rev>', 'ref or commit in the sysroot repo')
+    .option('--os <stateroot>', 'stateroot (default: the booted one, or the only one)')
+    .option('--karg <k=v>', 'set a kernel argument, replacing others with the same name (repeatable)', collect)
+    .option('--karg-append <k=v>', 'append a kernel argument (repeatable)', collect)
+    .option('--karg-none', 'start from no kernel arguments instead of the current deployment\'s')
+    .option('--stage', 'prepare now; switch at shutdown (admin finalize-staged)')
+    .option('--not-as-default', 'add the deployment without making it the default')
+    .option('--retain <n>', 'keep N more old deployments than booted, default, rollback and pinned')
+    .option('--boot-tries <n>', 'boot-counting tries for the new default (default: [sysroot] boot-counting-tries)')
+    .option('--dry-run', 'show the plan, change nothing')
+    .action(async (rev: string, o: SysrootFlags & { os?: string; karg?: string[]; kargAppend?: string[]; kargNone?: boolean; stage?: boolean; notAsDefault?: boolean; retain?: string; bootTries?: string; dryRun?: boolean }) => {
+      const { deploy } = await import('../../sysroot/deploy.js');
+      const r = await deploy({
+        sysroot: o.sysroot,
+        booted: o.booted,
+        rev,
+        stateroot: o.os,
+        kargs: { set: o.karg, append: o.kargAppend },
+        kargsReplaceAll: o.kargNone ? [] : undefined,
+        stage: o.stage,
+        notAsDefault: o.notAsDefault,
+        retain: o.retain !== undefined ? parseIntFlag('--retain', o.retain) : undefined,
+        bootTries: o.bootTries !== undefined ? parseIntFlag('--boot-tries', o.bootTries) : undefined,
+        dryRun: o.dryRun,
+      });
+      if (o.json) return printJson(r);
+      const d = r.deployment;
+      const what = `${shortId(d)}${d.version ? ` (version ${d.version})` : ''}`;
+      if (r.dryRun) out(`Would deploy ${what}${r.staged ? ', staged' : ` as deployment ${d.index}`}`);
+      else if (r.staged) out(`Staged ${what}; it becomes the default at shutdown (admin finalize-staged)`);
+      else out(`Deployed ${what} as deployment ${d.index}${d.index === 0 ? ' (default)' : ''}`);
+      if (r.kargs.length) out(`Kernel arguments: ${r.kargs.join(' ')}`);
+      for (const c of r.etc?.conflicts ?? []) process.stderr.write(`warning: /etc conflict kept the local file: ${c.path} (${c.reason})\n`);
+      for (const x of r.removed) out(`Removed deployment ${x}`);
+    });
+
+  sysrootCommand(admin, 'finalize-staged', 'make the staged deployment the default, merging /etc now (run at shutdown)')
+    .action(async (o: SysrootFlags) => {
+      const { finalizeStaged } = await import('../../sysroot/manage.js');
+      const r = await finalizeStaged({ sysroot: o.sysroot, booted: o.booted });
+      if (o.json) return printJson(r);
+      out(r.finalized ? `Finalized staged deployment ${r.finalized}` : 'No staged deployment');
+      for (const c of r.etc?.conflicts ?? []) process.stderr.write(`warning: /etc conflict kept the local file: ${c.path} (${c.reason})\n`);
+    });
+
+  sysrootCommand(admin, 'status', 'list deployments: booted, default, rollback, staged, pinned, boot tries, health')
+    .action(async (o: SysrootFlags) => {
+      const { status } = await import('../../sysroot/status.js');
+      const r = status({ sysroot: o.sysroot, booted: o.booted });
+      if (o.json) return printJson(r);
+      if (r.deployments.length === 0) return out(`No deployments in ${r.sysroot}; deploy one with 'strata admin deploy REF --sysroot ${r.sysroot}'`);
+      for (const d of r.deployments) {
+        const marks = [d.booted && 'booted', d.staged && 'staged', d.pending && 'pending', d.default && !d.pending && 'default', d.rollback && 'rollback', d.pinned && 'pinned', d.bad && 'BAD'].filter(Boolean);
+        out(`${d.booted ? '*' : ' '} ${d.index ?? '-'} ${shortId(d)}${marks.length ? `  (${marks.join(', ')})` : ''}`);
+        const rows: string[][] = [];
+        if (d.version) rows.push(['Version:', `${d.version}${d.timestamp ? ` (${d.timestamp})` : ''}`]);
+        if (d.origin) rows.push(['Origin:', d.origin]);
+        if (d.triesLeft !== null) rows.push(['Boot tries left:', String(d.triesLeft)]);
+        if (d.health) rows.push(['Health:', d.health.ok ? `ok (${d.health.at})` : `failed (${d.health.at}): ${d.health.failed.map((f) => `${f.name}: ${f.reason}`).join('; ')}`]);
+        if (d.badReason) rows.push(['Bad:', d.badReason]);
+        if (d.etcConflicts.length) rows.push(['/etc conflicts:', d.etcConflicts.map((c) => c.path).join(', ')]);
+        if (d.kargs.length) rows.push(['Kernel args:', d.kargs.join(' ')]);
+        out(table(rows).replace(/^/gm, '      '));
+      }
+    });
+
+  sysrootCommand(admin, 'rollback', 'make the previous deployment (or --to N|CHECKSUM) the default')
+    .option('--to <which>', 'any kept deployment: index or checksum')
+    .option('--dry-run', 'say what would change')
+    .action(async (o: SysrootFlags & { to?: string; dryRun?: boolean }) => {
+      const { rollback } = await import('../../sysroot/manage.js');
+      const r = rollback({ sysroot: o.sysroot, booted: o.booted, to: o.to, dryRun: o.dryRun });
+      if (o.json) return printJson(r);
+      out(`${r.dryRun ? 'Would make' : 'Made'} ${shortId(r.default)} the default${r.previousDefault ? ` (was ${shortId(r.previousDefault)})` : ''}; reboot to use it`);
+    });
+
+  sysrootCommand(admin, 'set-default', 'make deployment N (index or checksum) the default')
+    .argument('<which>', 'index or checksum')
+    .option('--dry-run', 'say what would change')
+    .action(async (which: string, o: SysrootFlags & { dryRun?: boolean }) => {
+      const { setDefault } = await import('../../sysroot/manage.js');
+      const r = setDefault({ sysroot: o.sysroot, booted: o.booted, which, dryRun: o.dryRun });
+      if (o.json) return printJson(r);
+      out(`${r.dryRun ? 'Would make' : 'Made'} ${shortId(r.default)} the default`);
+    });
+
+  sysrootCommand(admin, 'pin', 'keep a deployment through cleanups (--unpin to release it)')
+    .argument('<which>', 'index or checksum')
+    .option('--unpin', 'remove the pin')
+    .action(async (which: string, o: SysrootFlags & { unpin?: boolean }) => {
+      const { pin } = await import('../../sysroot/manage.js');
+      const r = pin({ sysroot: o.sysroot, booted: o.booted, which, unpin: o.unpin });
+      if (o.json) return printJson(r);
+      out(`${r.pinned ? 'Pinned' : 'Unpinned'} ${r.deployment}`);
+    });
+
+  sysrootCommand(admin, 'undeploy', 'remove a deployment (not the booted, a pinned, or the only one)')
+    .argument('<which>', 'index or checksum')
+    .option('--dry-run', 'say what would change')
+    .action(async (which: string, o: SysrootFlags & { dryRun?: boolean }) => {
+      const { undeploy } = await import('../../sysroot/manage.js');
+      const r = undeploy({ sysroot: o.sysroot, booted: o.booted, which, dryRun: o.dryRun });
+      if (o.json) return printJson(r);
+      out(`${r.dryRun ? 'Would remove' : 'Removed'} deployment ${r.removed}`);
+    });
+
+  sysrootCommand(admin, 'cleanup', 'apply retention, delete unreferenced deployments and kernels, prune the repository')
+    .option('--retain <n>', 'keep N more old deployments than booted, default, rollback and pinned')
+    .option('--no-prune', 'do not prune repository objects')
+    .option('--dry-run', 'say which deployments would go')
+    .action(async (o: SysrootFlags & { retain?: string; prune?: boolean; dryRun?: boolean }) => {
+      const { cleanup } = await import('../../sysroot/manage.js');
+      const r = cleanup({ sysroot: o.sysroot, booted: o.booted, retain: o.retain !== undefined ? parseIntFlag('--retain', o.retain) : undefined, prune: o.prune, dryRun: o.dryRun });
+      if (o.json) return printJson(r);
+      if (r.dryRun) return out(r.dropped.length ? `Would remove ${r.dropped.join(', ')}` : 'Nothing to remove');
+      out(`Removed ${r.deployments.length} deployment director${r.deployments.length === 1 ? 'y' : 'ies'}, ${r.kernels.length} kernel director${r.kernels.length === 1 ? 'y' : 'ies'}; pruned ${r.prunedObjects} objects (${formatBytes(r.freedBytes)})`);
+    });
+
+  sysrootCommand(admin, 'kargs', 'show kernel arguments, or edit them (a new deployment of the same commit)')
+    .option('--append <k=v>', 'add an argument (repeatable)', collect)
+    .option('--delete <k[=v]>', 'remove an argument (repeatable)', collect)
+    .option('--replace <k=v|k=old=new>', 'replace an argument (repeatable)', collect)
+    .option('--stage', 'stage the new deployment')
+    .action(async (o: SysrootFlags & { append?: string[]; delete?: string[]; replace?: string[]; stage?: boolean }) => {
+      const { changeKargs } = await import('../../sysroot/manage.js');
+      const r = await changeKargs({ sysroot: o.sysroot, booted: o.booted, edits: { append: o.append, delete: o.delete, replace: o.replace }, stage: o.stage });
+      if (o.json) return printJson(r);
+      if (r.deployed) out(`Deployed ${shortId(r.deployed)} with kernel arguments: ${r.kargs.join(' ')}`);
+      else out(r.kargs.join(' '));
+    });
+
+  sysrootCommand(admin, 'verify', 'tamper detection: re-hash a deployment against its commit (outside /etc and /var)')
+    .argument('[which]', 'index or checksum (default: the booted deployment, else the default)')
+    .action(async (which: string | undefined, o: SysrootFlags) => {
+      const { verifyDeployment } = await import('../../sysroot/verify.js');
+      const bar = await progress('verify', o);
+      let r;
+      try {
+        r = await verifyDeployment({ sysroot: o.sysroot, booted: o.booted, which, onProgress: (d, t) => bar.update(d, t) });
+      } finally {
+        bar.stop();
+      }
+      if (!r.ok) process.exitCode = ERROR_CODES.VERIFY_FAILED.exit;
+      if (o.json) return printJson(r);
+      for (const d of r.differences) out(`${d.kind === 'added' ? 'A' : d.kind === 'removed' ? 'D' : 'M'}  ${d.path}${d.what ? `  (${d.what.join(', ')})` : ''}`);
+      const summary = `${r.checked} entries, ${formatBytes(r.bytes)} checked in deployment ${r.index} (${r.deployment})`;
+      if (r.ok) out(`Verified ${summary}: no differences`);
+      else process.stderr.write(`strata: ${r.differences.length} difference${r.differences.length === 1 ? '' : 's'} from commit ${r.commit.slice(0, 12)} (${summary})\n`);
+    });
+
+  sysrootCommand(admin, 'prepare-root', 'mount a deployment as a read-only root with writable /etc and the stateroot /var')
+    .option('--deployment <which>', 'index or checksum (default: the booted one, from --booted or ostree= in /proc/cmdline)')
+    .option('--target <dir>', 'mount point for the new root (needed without a command)')
+    .argument('[command...]', 'run this chrooted in a private mount namespace (after --)')
+    .action(async (command: string[], o: SysrootFlags & { deployment?: string; target?: string }) => {
+      const { prepareRoot } = await import('../../sysroot/prepare-root.js');
+      const r = prepareRoot({ sysroot: o.sysroot, booted: o.booted, deployment: o.deployment, target: o.target, command });
+      if (r.exitCode !== null) process.exitCode = r.exitCode;
+      else if (o.json) printJson(r);
+      else out(`Mounted ${r.deployment} at ${r.target} (read-only; /etc writable, /var from the stateroot)`);
+    });
+}
