@@ -12,5 +12,7 @@ import { register as diff } from './diff.js';
 import { register as fsck } from './fsck.js';
 import { register as prune } from './prune.js';
 import { register as tour } from './tour.js';
+import { register as keygen } from './keygen.js';
+import { register as sign } from './sign.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, tour];
