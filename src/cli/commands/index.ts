@@ -14,5 +14,6 @@ import { register as prune } from './prune.js';
 import { register as tour } from './tour.js';
 import { register as keygen } from './keygen.js';
 import { register as sign } from './sign.js';
+import { register as summary } from './summary.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, tour];
