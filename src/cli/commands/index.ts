@@ -15,5 +15,6 @@ import { register as tour } from './tour.js';
 import { register as keygen } from './keygen.js';
 import { register as sign } from './sign.js';
 import { register as summary } from './summary.js';
+import { register as serve } from './serve.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, serve, tour];
