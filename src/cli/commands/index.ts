@@ -16,5 +16,6 @@ import { register as keygen } from './keygen.js';
 import { register as sign } from './sign.js';
 import { register as summary } from './summary.js';
 import { register as serve } from './serve.js';
+import { register as remote } from './remote.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, serve, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, remote, serve, tour];
