@@ -45,6 +45,18 @@ export const ERROR_CODES = {
   HEALTH_FAILED: { exit: 1, meaning: 'a required health check failed; the boot was not blessed' },
   VERIFY_FAILED: { exit: 1, meaning: '`admin verify` found files that differ from the commit; details are listed' },
   MOUNT_FAILED: { exit: 71, meaning: 'a mount or namespace operation of `admin prepare-root` failed (needs root)' },
+  KEY_INVALID: { exit: 65, meaning: 'a key is not an ed25519 key in OSTree\'s encoding (base64 of a 32-byte public key, or of a 64-byte secret key: seed then public key)' },
+  KEY_EXISTS: { exit: 73, meaning: 'the key file to write already exists; strata never overwrites a key' },
+  SIGNATURE_MISSING: { exit: 66, meaning: 'the commit or summary has no ed25519 signature (`ostree.sign.ed25519`) to verify' },
+  SIGNATURE_INVALID: { exit: 1, meaning: 'no ed25519 signature verifies with the trusted keys: the data was changed or signed by another key' },
+  SUMMARY_NOT_FOUND: { exit: 66, meaning: 'the repository or remote has no `summary` file; create one with `strata summary -u`' },
+  SUMMARY_MALFORMED: { exit: 65, meaning: 'a `summary` or `summary.sig` file cannot be parsed' },
+  REPO_MODE: { exit: 65, meaning: 'the operation needs a repository of another mode (`serve` needs an archive repository)' },
+  INVALID_REMOTE: { exit: 2, meaning: 'a remote name or URL is not valid (names: letters, digits, `_`, `-`, `.`; URLs: http, https or file)' },
+  REMOTE_EXISTS: { exit: 73, meaning: 'a remote of that name is already configured; delete it first' },
+  REMOTE_NOT_FOUND: { exit: 66, meaning: 'no remote of that name is configured in the repository' },
+  HTTP_ERROR: { exit: 69, meaning: 'a download failed: connection refused or reset, timeout, or an HTTP status other than success' },
+  LISTEN_FAILED: { exit: 71, meaning: 'the server could not listen on the address (port in use, or not permitted)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -12,7 +12,12 @@ import { register as diff } from './diff.js';
 import { register as fsck } from './fsck.js';
 import { register as prune } from './prune.js';
 import { register as tour } from './tour.js';
+import { register as keygen } from './keygen.js';
+import { register as sign } from './sign.js';
+import { register as summary } from './summary.js';
+import { register as serve } from './serve.js';
+import { register as remote } from './remote.js';
 import { register as admin } from './admin.js';
 import { register as health } from './health.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, admin, health, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, remote, serve, admin, health, tour];

@@ -1,0 +1,58 @@
+// Static delta names and paths (libostree's modified base64).
+
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { Checksum } from '../../src/core/objects.js';
+import { checksumToModifiedBase64, deltaFromDirNames, deltaIndexPath, modifiedBase64ToChecksum, parseDeltaName, staticDeltaDir } from '../../src/core/deltas.js';
+
+// A delta `ostree static-delta generate` made: deltas/Ag/syH_fr1V…-34B0XrFSgo…+UiH4
+const FROM = '020b321ff7ebd55f798fde52311f5fb3a7653e847629168e9849340a640b1709' as Checksum;
+const FROM_B64 = 'AgsyH_fr1V95j95SMR9fs6dlPoR2KRaOmEk0CmQLFwk';
+const TO_SEEN = 'df80745eb152828d9788edc14a1c4c7e841794e13b5e4b374e8c020c9f94887e' as Checksum;
+const TO_SEEN_B64 = '34B0XrFSgo2XiO3BShxMfoQXlOE7Xks3TowCDJ+UiH4';
+
+describe('modified base64', () => {
+  it('is base64 without padding and with _ for /', () => {
+    expect(checksumToModifiedBase64(FROM)).toBe(FROM_B64);
+    expect(checksumToModifiedBase64('ff'.repeat(32) as Checksum)).toBe('__________________________________________8');
+    expect(modifiedBase64ToChecksum(FROM_B64)).toBe(FROM);
+    expect(staticDeltaDir({ from: FROM, to: TO_SEEN })).toBe(`deltas/Ag/syH_fr1V95j95SMR9fs6dlPoR2KRaOmEk0CmQLFwk-${TO_SEEN_B64}`);
+  });
+
+  it('round-trips every checksum (property)', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (bytes) => {
+        const c = Buffer.from(bytes).toString('hex') as Checksum;
+        const b = checksumToModifiedBase64(c);
+        expect(b).toMatch(/^[A-Za-z0-9+_]{43}$/);
+        expect(modifiedBase64ToChecksum(b)).toBe(c);
+      }),
+    );
+  });
+
+  it.each(['', 'abc', FROM_B64 + 'A', FROM_B64.slice(0, 42) + 'B', FROM_B64.replace('_', '/'), FROM_B64.slice(0, 42) + '='])('refuses %j', (text) => {
+    expect(modifiedBase64ToChecksum(text)).toBeNull();
+  });
+});
+
+describe('delta paths', () => {
+  const TO = 'ab'.repeat(32) as Checksum;
+  it('lays deltas out as libostree does', () => {
+    const to = checksumToModifiedBase64(TO);
+    expect(staticDeltaDir({ from: null, to: TO })).toBe(`deltas/${to.slice(0, 2)}/${to.slice(2)}`);
+    expect(staticDeltaDir({ from: FROM, to: TO })).toBe(`deltas/${FROM_B64.slice(0, 2)}/${FROM_B64.slice(2)}-${to}`);
+    expect(deltaIndexPath(TO)).toBe(`delta-indexes/${to.slice(0, 2)}/${to.slice(2)}.index`);
+  });
+
+  it('reads delta names back from the directory levels and from summary names', () => {
+    for (const d of [{ from: null, to: TO }, { from: FROM, to: TO }]) {
+      const [, first, second] = staticDeltaDir(d).split('/');
+      expect(deltaFromDirNames(first, second)).toEqual(d);
+    }
+    expect(parseDeltaName(`${FROM}-${TO}`)).toEqual({ from: FROM, to: TO });
+    expect(parseDeltaName(TO)).toEqual({ from: null, to: TO });
+    expect(parseDeltaName(`${FROM}-${TO}-${TO}`)).toBeNull();
+    expect(parseDeltaName('xyz')).toBeNull();
+    expect(deltaFromDirNames('..', 'x')).toBeNull();
+  });
+});
