@@ -56,12 +56,14 @@ export interface VerifyTreeResult {
 
 const isRoot = process.getuid?.() === 0;
 
-/** Files per worker batch; no stat to weigh them by size, as a syscall costs ~5 µs here. */
+/** Files per worker batch (a few ms of work); not weighed by size, as a stat costs ~5 µs here. */
 const BATCH_FILES = 64;
-/** Files this thread hashes between looks at the event loop, so that workers never wait long for work. */
+/** Files this thread hashes at a time. */
 const MAIN_SLICE = 16;
-/** Batches a worker may hold at once: one running, one waiting. */
-const PER_WORKER = 2;
+/** This thread looks at the event loop this often (ms): replies come in and batches go out only then. */
+const YIELD_MS = 1;
+/** Batches per worker at once: one running, one waiting in the worker, one in the pool's queue to go the moment it replies. */
+const PER_WORKER = 3;
 
 export async function verifyTree(opts: VerifyTreeOptions): Promise<VerifyTreeResult> {
   const workers = opts.workers ?? defaultWorkerCount();
@@ -116,6 +118,7 @@ class TreeVerifier {
   private failure: unknown = null;
   private queued = 0;
   private done = 0;
+  private lastYield = 0;
 
   constructor(
     private readonly repo: Repo,
@@ -161,10 +164,7 @@ class TreeVerifier {
       else this.modified(p, ['type']); // a directory or special file where the tree has a file
     }
     for (const name of expected.keys()) this.differences.push({ path: joinTreePath(treePath, name), kind: 'removed' });
-    if (this.pool && (this.queue.length > 0 || this.running.size > 0)) {
-      this.pump();
-      await yieldToEventLoop(); // lets the pool post batches and take replies
-    }
+    await this.breathe();
     for (const [p, a, sub] of subdirs) await this.visitDir(p, a, sub);
   }
 
@@ -201,6 +201,14 @@ class TreeVerifier {
     }
   }
 
+  /** Every YIELD_MS: hands the pool a batch and lets it post batches and take replies. */
+  private async breathe(): Promise<void> {
+    if (!this.pool || performance.now() - this.lastYield < YIELD_MS) return;
+    this.pump();
+    await new Promise((r) => setImmediate(r));
+    this.lastYield = performance.now();
+  }
+
   /**
    * Hands one batch to the pool if it has room. One per call: batches handed
    * over in one tick would travel as one message, leaving a worker nothing
@@ -228,14 +236,13 @@ class TreeVerifier {
     if (this.batch.files.length) this.queue.push(this.batch);
     this.batch = emptyBatch();
     while (this.queue.length > 0 && !this.failure) {
-      this.pump();
+      await this.breathe();
       const last = this.queue[this.queue.length - 1];
       if (last) {
         const b = { paths: last.paths.splice(-MAIN_SLICE), files: last.files.splice(-MAIN_SLICE), checksums: last.checksums.splice(-MAIN_SLICE) };
         if (last.files.length === 0) this.queue.pop();
         this.settle(b, hashFiles({ paths: b.files, owner: this.owner }));
       }
-      if (this.pool) await yieldToEventLoop();
     }
     while (this.running.size > 0) await Promise.all(this.running);
     if (this.failure) throw this.failure;
@@ -278,10 +285,6 @@ class TreeVerifier {
 
 function emptyBatch(): Batch {
   return { paths: [], files: [], checksums: [] };
-}
-
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((r) => setImmediate(r));
 }
 
 function direntKind(e: fs.Dirent, abs: string): DiskKind {
@@ -406,12 +409,7 @@ function hashRegularFile(file: string, header: (st: fs.Stats) => Buffer): { chec
     }
     const h = createHash('sha256').update(head);
     let bytes = 0;
-    while (bytes < st.size) {
-      const n = fs.readSync(fd, scratch, 0, Math.min(scratch.length, st.size - bytes), null);
-      if (n === 0) break;
-      h.update(scratch.subarray(0, n));
-      bytes += n;
-    }
+    for (let n; bytes < st.size && (n = readInto(fd, 0, Math.min(scratch.length, st.size - bytes))) > 0; bytes += n) h.update(scratch.subarray(0, n));
     return { checksum: h.digest('hex') as Checksum, bytes };
   } catch (err) {
     throw err instanceof StrataError ? err : ioError(err, 'read', file);

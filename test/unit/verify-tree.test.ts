@@ -10,7 +10,7 @@ import type { Checksum } from '../../src/core/objects.js';
 import { checkout } from '../../src/repo/checkout.js';
 import { commit } from '../../src/repo/commit.js';
 import { Repo, type RepoMode } from '../../src/repo/repo.js';
-import { type VerifyTreeOptions, verifyTree } from '../../src/repo/verify-tree.js';
+import { type VerifyTreeOptions, hashFiles, verifyTree } from '../../src/repo/verify-tree.js';
 import { resolveTreePath } from '../../src/repo/walk.js';
 import { isRoot, makeTree, sh, tmpDir } from '../helpers/fixtures.js';
 
@@ -275,6 +275,27 @@ describe('verifyTree: threads', () => {
       { path: '/usr/share/many-39-99', kind: 'added' },
     ]);
     expect(two).toEqual(one);
+  });
+});
+
+describe('hashFiles', () => {
+  it('puts the given owner in the header, as a non-root verify does; the disk owner otherwise', async () => {
+    const d = await deployed('archive');
+    const node = resolveTreePath(d.repo, d.commit, '/usr/bin/tool');
+    if (node.kind !== 'file') throw new Error('expected a file');
+    const file = d.at('usr/bin/tool');
+    expect(hashFiles({ paths: [file], owner: null }).checksums).toEqual([node.checksum]);
+    if (!isRoot) return;
+    fs.chownSync(file, 1234, 1234);
+    expect(hashFiles({ paths: [file], owner: null }).checksums).not.toEqual([node.checksum]);
+    expect(hashFiles({ paths: [file], owner: [0, 0] })).toEqual({ checksums: [node.checksum], bytes: fs.statSync(file).size });
+  });
+
+  it('hashes symlinks without following them; anything else is null', async () => {
+    const d = await deployed('bare-user');
+    const node = resolveTreePath(d.repo, d.commit, '/usr/bin/tool-link');
+    if (node.kind !== 'file') throw new Error('expected a file');
+    expect(hashFiles({ paths: [d.at('usr/bin/tool-link'), d.at('usr/share'), d.at('nope')], owner: null })).toEqual({ checksums: [node.checksum, null, null], bytes: 0 });
   });
 });
 
