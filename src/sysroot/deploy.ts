@@ -17,8 +17,8 @@ import { checkout } from '../repo/checkout.js';
 import { mergeEtc } from './etc-merge.js';
 import { type KargEdits, editKargs } from './kargs.js';
 import { findKernel, installKernel } from './kernel.js';
-import { type BootDeployment } from './boot-config.js';
-import { type CleanupResult, removeUnreferenced, switchOrder, toBootDeployment } from './order.js';
+import { type BootDeployment, writeBootConfig } from './boot-config.js';
+import { type CleanupResult, removeUnreferenced, toBootDeployment } from './order.js';
 import {
   type Deployment, type EtcSummary, type Origin, type StagedRecord, Sysroot, deploymentId, isPinned, statOrNull,
 } from './sysroot.js';
@@ -231,7 +231,10 @@ export async function applyDeploy(sysroot: Sysroot, plan: DeployPlan, opts: Depl
     const cleaned = removeUnreferenced(sysroot);
     return resultOf(plan, null, cleaned.deployments, false);
   }
-  const cleaned = switchOrder(sysroot, plan.order.map((d) => (d === 'new' ? toBootDeployment(record) : toBootDeployment(d))));
+  writeBootConfig(sysroot, plan.order.map((d) => (d === 'new' ? toBootDeployment(record) : toBootDeployment(d))));
+  // The newest intent wins: a deployment staged earlier is dropped, once the new one is in place.
+  fs.rmSync(sysroot.stagedFile, { force: true });
+  const cleaned = removeUnreferenced(sysroot);
   return resultOf(plan, etc, cleaned.deployments, false);
 }
 

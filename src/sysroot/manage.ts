@@ -23,7 +23,10 @@ export function findDeployment(list: Deployment[], which: string | number): Depl
   const text = String(which).trim();
   if (/^\d+$/.test(text) && text.length < 6) {
     const d = list[Number(text)];
-    if (!d) throw new StrataError('DEPLOYMENT_NOT_FOUND', `there is no deployment ${text} (there are ${list.length}: 0-${list.length - 1}); see 'strata admin status'`, { which: text });
+    if (!d) {
+      const have = list.length === 0 ? 'there are no deployments yet' : `there are ${list.length}: 0-${list.length - 1}`;
+      throw new StrataError('DEPLOYMENT_NOT_FOUND', `there is no deployment ${text} (${have}); see 'strata admin status'`, { which: text });
+    }
     return d;
   }
   const [sum, serial] = text.split('.');

@@ -208,6 +208,16 @@ describe('admin deploy', () => {
     const next = bootSysroot(s.dir);
     expect(fs.readFileSync(path.join(next, 'etc/late.conf'), 'utf8')).toBe('written after staging\n');
     expect(fs.readFileSync(path.join(next, 'etc/new.conf'), 'utf8')).toBe('new\n');
+
+    // A plain deploy after staging wins: the staged deployment is dropped.
+    const c3 = await s.commitVersion({ version: '3.0' });
+    const staged = await deploy({ sysroot: s.dir, rev: REF, booted: next, stage: true });
+    const c4 = await s.commitVersion({ version: '4.0' });
+    await deploy({ sysroot: s.dir, rev: REF, booted: next });
+    st = status({ sysroot: s.dir, booted: next });
+    expect(st.deployments.map((d) => [d.checksum, d.staged])).toEqual([[c4, false], [c2, false]]);
+    expect(fs.existsSync(Sysroot.open(s.dir).deploymentDir(staged.deployment))).toBe(false);
+    expect(staged.deployment.checksum).toBe(c3);
   });
 
   it('leaves the sysroot unchanged on a missing ref, a commit missing objects, a tree without a kernel or with two /etc', async () => {
