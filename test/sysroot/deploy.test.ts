@@ -150,6 +150,20 @@ describe('admin deploy', () => {
     expect(dirs()).toHaveLength(2);
   });
 
+  it('--not-as-default adds the deployment second; --dry-run changes nothing', async () => {
+    const s = makeSysroot({ tries: 3 });
+    const c1 = await s.commitVersion(v1);
+    await deploy({ sysroot: s.dir, rev: REF });
+    const c2 = await s.commitVersion(v2);
+    const before = snapshot(s.dir);
+    const plan = await deploy({ sysroot: s.dir, rev: REF, dryRun: true });
+    expect(plan).toMatchObject({ dryRun: true, deployment: { checksum: c2, index: 0 } });
+    expect(snapshot(s.dir)).toEqual(before);
+    await deploy({ sysroot: s.dir, rev: REF, notAsDefault: true });
+    const list = Sysroot.open(s.dir).deployments();
+    expect(list.map((d) => [d.checksum, d.triesLeft])).toEqual([[c1, 3], [c2, undefined]]);
+  });
+
   it('refuses to undeploy the booted, a pinned or the only deployment', async () => {
     const s = makeSysroot();
     await s.commitVersion(v1);
