@@ -8,25 +8,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ioError } from '../errors.js';
-import type { Checksum } from '../core/objects.js';
 import { fsyncDir } from '../repo/repo.js';
 import { syncfs } from '../repo/transaction.js';
 import { formatEntryName, serializeEntry } from './bls.js';
-import { type Sysroot, deploymentName } from './sysroot.js';
+import { type BootSpec, type Sysroot, deploymentName } from './sysroot.js';
 
 /** One deployment of the configuration to write, in boot order. */
-export interface BootDeployment {
-  stateroot: string;
-  checksum: Checksum;
-  serial: number;
-  bootcsum: string;
-  kargs: string[];
-  linux: string;
-  initrd?: string;
-  titleBase: string;
-  triesLeft?: number;
-  triesDone?: number;
-}
+export type BootDeployment = BootSpec;
 
 /** Writes `list` (default first) as the new boot configuration and switches to it. */
 export function writeBootConfig(sysroot: Sysroot, list: BootDeployment[]): void {

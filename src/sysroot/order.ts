@@ -6,21 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type BootDeployment, writeBootConfig } from './boot-config.js';
-import { type Deployment, type StagedRecord, type Sysroot, deploymentId } from './sysroot.js';
+import { type BootSpec, type Sysroot, deploymentId } from './sysroot.js';
 
-export function toBootDeployment(d: Deployment | StagedRecord): BootDeployment {
-  return {
-    stateroot: d.stateroot,
-    checksum: d.checksum,
-    serial: d.serial,
-    bootcsum: d.bootcsum,
-    kargs: d.kargs,
-    linux: d.linux,
-    initrd: d.initrd,
-    titleBase: d.titleBase,
-    triesLeft: d.triesLeft,
-    triesDone: 'triesDone' in d ? d.triesDone : undefined,
-  };
+/** The entry-writing part of a deployment (a listed one, or the staged one). */
+export function toBootDeployment(d: BootSpec): BootDeployment {
+  const { stateroot, checksum, serial, bootcsum, kargs, linux, initrd, titleBase, triesLeft, triesDone } = d;
+  return { stateroot, checksum, serial, bootcsum, kargs, linux, initrd, titleBase, triesLeft, triesDone };
 }
 
 /** Writes `order` as the boot configuration, then deletes what no longer belongs to the sysroot. */

@@ -17,23 +17,29 @@ import { acquirePidLock } from '../repo/transaction.js';
 import { type BootEntry, entryField, parseEntry, parseEntryName } from './bls.js';
 import { splitKargs } from './kargs.js';
 
-export interface Deployment {
-  /** Position in the boot order: 0 is the default. */
-  index: number;
+/** What a boot entry says about a deployment: enough to write the entry again. */
+export interface BootSpec {
   stateroot: string;
   checksum: Checksum;
   serial: number;
   bootcsum: string;
-  /** The entry's kernel arguments, without `ostree=`. */
+  /** Kernel arguments, without `ostree=`. */
   kargs: string[];
+  /** Kernel and initramfs paths relative to /boot. */
   linux: string;
   initrd?: string;
   /** The entry title without strata's `(strata:…)` suffix. */
   titleBase: string;
-  /** File name of the entry in loader/entries. */
-  entryFile: string;
+  /** Boot-assessment counter; undefined when the entry is not counted. */
   triesLeft?: number;
   triesDone?: number;
+}
+
+export interface Deployment extends BootSpec {
+  /** Position in the boot order: 0 is the default. */
+  index: number;
+  /** File name of the entry in loader/entries. */
+  entryFile: string;
   origin: Origin;
 }
 
@@ -61,18 +67,9 @@ export interface HealthRecord {
 }
 
 /** What `--stage` leaves for `admin finalize-staged`: a checked-out deployment not yet in the boot order. */
-export interface StagedRecord {
-  stateroot: string;
-  checksum: Checksum;
-  serial: number;
-  bootcsum: string;
-  kargs: string[];
-  linux: string;
-  initrd?: string;
-  titleBase: string;
+export interface StagedRecord extends BootSpec {
   /** Deployment whose /etc is merged at finalization (stateroot/csum.serial), if any. */
   mergeFrom?: string;
-  triesLeft?: number;
 }
 
 const STATEROOT_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CLI, runAsync, tmpDir } from '../helpers/fixtures.js';
+import { rng } from '../helpers/random.js';
 
 const SEED = Number(process.env.STRATA_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 /** Kills to aim for, and the wall-clock budget they must fit in. */
@@ -19,18 +20,6 @@ const BUDGET_MS = 85_000;
 const MIN_KILLS = 12;
 
 const hasOstree = spawnSync('ostree', ['--version']).status === 0;
-
-/** mulberry32: small, seedable, good enough to pick moments and files. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = 'kernel systemd libc bash coreutils openssl zlib python perl dpkg apt grub udev dbus'.split(' ');
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CLI, strata } from '../helpers/fixtures.js';
+import { rng } from '../helpers/random.js';
 import { REF, STATEROOT, bootSysroot, makeSysroot } from '../helpers/sysroot.js';
 import { pickEntry } from '../helpers/boot-model.js';
 import { Sysroot } from '../../src/sysroot/sysroot.js';
@@ -17,17 +18,6 @@ import { cleanup } from '../../src/sysroot/manage.js';
 
 const SEED = Number(process.env.STRATA_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const KILLS = Number(process.env.STRATA_CRASH_KILLS ?? 100);
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs the CLI and kills it after `ms`; resolves with whether it finished first. */
 function runAndKill(args: string[], ms: number): Promise<{ finished: boolean; status: number | null }> {
