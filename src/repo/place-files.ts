@@ -2,6 +2,8 @@
 // or copy.
 
 import fs from 'node:fs';
+import path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { setAttributeSync } from '@napi-rs/xattr';
 import { ioError } from '../errors.js';
 import { type Checksum, type FileMeta, type Xattr, S_IFLNK, S_IFMT } from '../core/objects.js';
@@ -51,9 +53,14 @@ export class FilePlacer {
     if (!i) {
       const meta = this.repo.archive ? this.repo.loadFileInfo(checksum).meta : this.repo.loadBareUserMeta(checksum);
       let linkable = false;
-      if (!this.copy && !this.repo.archive && (meta.mode & S_IFMT) !== S_IFLNK && meta.xattrs.length === 0) {
-        const st = fs.statSync(this.repo.objectFile(checksum, 'file'));
-        linkable = (st.mode & 0o7777) === (meta.mode & 0o7777) && (!isRoot || (st.uid === meta.uid && st.gid === meta.gid));
+      if (!this.copy && !this.repo.archive && meta.xattrs.length === 0) {
+        if ((meta.mode & S_IFMT) === S_IFLNK) {
+          // Symlinks come from the repo's symlink cache when it can give them their owner.
+          linkable = isRoot || (meta.uid === myUid && meta.gid === myGid);
+        } else {
+          const st = fs.statSync(this.repo.objectFile(checksum, 'file'));
+          linkable = (st.mode & 0o7777) === (meta.mode & 0o7777) && (!isRoot || (st.uid === meta.uid && st.gid === meta.gid));
+        }
       }
       i = { meta, linkable };
       this.infos.set(checksum, i);
@@ -70,6 +77,7 @@ export class FilePlacer {
   place(checksum: Checksum, file: string): void {
     const { meta, linkable } = this.info(checksum);
     if ((meta.mode & S_IFMT) === S_IFLNK) {
+      if (linkable && this.linkSymlink(checksum, meta, file)) return;
       fs.symlinkSync(meta.symlinkTarget, file);
       if (isRoot && (meta.uid !== myUid || meta.gid !== myGid)) fs.lchownSync(file, meta.uid, meta.gid);
       if (meta.xattrs.length) applyOwnerAndXattrs(file, meta.uid, meta.gid, meta.xattrs, true, false, this.counts.warnings);
@@ -90,6 +98,43 @@ export class FilePlacer {
     this.copyOut(checksum, meta, file);
   }
 
+  /**
+   * A bare-user repo stores a symlink as a regular file, so a checkout would
+   * create a new inode for each. Symlinks never change in place, so one real
+   * symlink per object, kept in the repo's symlink cache, can be hardlinked
+   * into every checkout, as ostree does from a bare repo. False when the
+   * link cannot be made (the caller then creates the symlink).
+   */
+  private linkSymlink(checksum: Checksum, meta: FileMeta, file: string): boolean {
+    const cached = symlinkCachePath(this.repo, checksum);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        fs.linkSync(cached, file);
+        this.counts.symlinks++;
+        return true;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' || attempt > 0) {
+          if (code === 'EXDEV' || code === 'EMLINK' || code === 'EPERM' || code === 'ENOENT') return false;
+          throw ioError(err, 'link', file);
+        }
+      }
+      // Not cached yet: make it under a temp name, give it its owner, rename it in.
+      const tmp = `${cached}.tmp-${process.pid}-${threadId}`;
+      try {
+        fs.mkdirSync(path.dirname(cached), { recursive: true });
+        fs.rmSync(tmp, { force: true });
+        fs.symlinkSync(meta.symlinkTarget, tmp);
+        if (isRoot && (meta.uid !== myUid || meta.gid !== myGid)) fs.lchownSync(tmp, meta.uid, meta.gid);
+        fs.renameSync(tmp, cached);
+      } catch {
+        fs.rmSync(tmp, { force: true });
+        return false;
+      }
+    }
+    return false;
+  }
+
   private copyOut(checksum: Checksum, meta: FileMeta, file: string): void {
     if (this.repo.archive) {
       const { content } = this.repo.loadFile(checksum);
@@ -102,6 +147,11 @@ export class FilePlacer {
     fs.utimesSync(file, 0, 0);
     this.counts.copied++;
   }
+}
+
+/** Where a bare-user repo keeps the real symlink of a symlink object (derived data; prune drops it with the object). */
+export function symlinkCachePath(repo: Repo, checksum: Checksum): string {
+  return `${repo.path}/extensions/strata/symlinks/${checksum.slice(0, 2)}/${checksum.slice(2)}`;
 }
 
 /** Sets owner (as root; skipped when a new entry already has it) and xattrs. */

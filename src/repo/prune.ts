@@ -10,6 +10,7 @@ import { Repo } from './repo.js';
 import { listRefs } from './refs.js';
 import { type LooseObject, type ObjectKey, history, listObjects, markTrees, objectKey } from './reachable.js';
 import { lockRepo } from './transaction.js';
+import { symlinkCachePath } from './place-files.js';
 
 export interface PruneOptions {
   repo: string;
@@ -28,6 +29,7 @@ export interface PruneOptions {
 }
 
 export interface PrunePlan {
+  repo: Repo;
   keptCommits: Checksum[];
   delete: LooseObject[];
   freedBytes: number;
@@ -68,10 +70,11 @@ export function planPrune(repo: Repo, opts: Omit<PruneOptions, 'repo'>): PrunePl
   }
   const rank = (t: ObjectType): number => (t === 'commit' ? 0 : t === 'commitmeta' ? 1 : t === 'dirtree' ? 2 : t === 'dirmeta' ? 3 : 4);
   del.sort((a, b) => rank(a.type) - rank(b.type));
-  return { keptCommits: [...roots], delete: del, freedBytes };
+  return { repo, keptCommits: [...roots], delete: del, freedBytes };
 }
 
 export function applyPrune(plan: PrunePlan, onProgress?: (done: number, total: number) => void): number {
+  const symlinkCache = !plan.repo.archive;
   let n = 0;
   for (const [i, o] of plan.delete.entries()) {
     if (onProgress && i % 256 === 0) onProgress(i, plan.delete.length);
@@ -81,6 +84,7 @@ export function applyPrune(plan: PrunePlan, onProgress?: (done: number, total: n
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(err, 'delete', o.file);
     }
+    if (o.type === 'file' && symlinkCache) fs.rmSync(symlinkCachePath(plan.repo, o.checksum), { force: true });
   }
   return n;
 }

@@ -201,7 +201,7 @@ export async function applyDeploy(sysroot: Sysroot, plan: DeployPlan, opts: Depl
     await checkout({ repo: sysroot.repoPath, rev: plan.commit, dest: work });
     const kernel = findKernel(work, plan.commit);
     const installed = installKernel(sysroot.bootDir, plan.stateroot, kernel);
-    if (installed.created) kernelDir = path.dirname(path.join(sysroot.bootDir, installed.linux));
+    kernelDir = installed.created;
     if (!plan.stage) etc = await prepareEtc(sysroot, work, plan.commit, config, plan.mergeFrom);
     record = {
       ...ref,

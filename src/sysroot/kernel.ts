@@ -44,29 +44,40 @@ export function findKernel(root: string, commit: string): KernelLayout {
 /**
  * Copies kernel and initramfs into /boot unless a deployment with the same
  * boot checksum already did; the directory appears whole (temp + rename).
- * Returns the BLS `linux` and `initrd` paths (relative to /boot) and whether
- * the directory is new (for undoing a failed deploy).
+ * Returns the BLS `linux` and `initrd` paths (relative to /boot) and the
+ * topmost directory it created, if any (for undoing a failed deploy).
  */
-export function installKernel(bootDir: string, stateroot: string, k: KernelLayout): { linux: string; initrd?: string; created: boolean } {
+export function installKernel(bootDir: string, stateroot: string, k: KernelLayout): { linux: string; initrd?: string; created: string | null } {
   const name = `${stateroot}-${k.bootcsum}`;
   const dir = path.join(bootDir, 'ostree', name);
   const linux = `/ostree/${name}/vmlinuz-${k.kver}`;
   const initrd = k.initramfs ? `/ostree/${name}/initramfs-${k.kver}.img` : undefined;
-  if (fs.existsSync(dir)) return { linux, initrd, created: false };
+  if (fs.existsSync(dir)) return { linux, initrd, created: null };
   const tmp = path.join(bootDir, 'ostree', `.${name}.tmp-${process.pid}`);
   const parentMade = fs.mkdirSync(path.dirname(dir), { recursive: true, mode: 0o755 });
   try {
     fs.rmSync(tmp, { recursive: true, force: true });
     fs.mkdirSync(tmp, { mode: 0o755 });
-    fs.copyFileSync(k.kernel, path.join(tmp, `vmlinuz-${k.kver}`));
-    if (k.initramfs) fs.copyFileSync(k.initramfs, path.join(tmp, `initramfs-${k.kver}.img`));
+    linkOrCopy(k.kernel, path.join(tmp, `vmlinuz-${k.kver}`));
+    if (k.initramfs) linkOrCopy(k.initramfs, path.join(tmp, `initramfs-${k.kver}.img`));
     fs.renameSync(tmp, dir);
     fsyncDir(path.dirname(dir));
   } catch (err) {
     fs.rmSync(parentMade ?? tmp, { recursive: true, force: true });
     throw ioError(err, 'install the kernel into', dir);
   }
-  return { linux, initrd, created: true };
+  return { linux, initrd, created: parentMade ?? dir };
+}
+
+/** /boot on the same filesystem shares the tree's inode (as ostree does); another filesystem gets a copy. */
+function linkOrCopy(from: string, to: string): void {
+  try {
+    fs.linkSync(from, to);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK') throw err;
+    fs.copyFileSync(from, to);
+  }
 }
 
 function isFile(p: string): boolean {

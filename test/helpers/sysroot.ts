@@ -18,6 +18,8 @@ export interface OsVersion {
   etc?: Record<string, string>;
   /** Other files: path -> content (mode 0755 when the path is under a bin directory). */
   files?: Record<string, string>;
+  /** Symlinks: path -> target. */
+  links?: Record<string, string>;
   /** Kernel bytes (changing it changes the boot checksum). */
   kernel?: string;
 }
@@ -35,7 +37,12 @@ export function writeOsTree(dir: string, v: OsVersion): void {
   const etc = { hostname: 'device\n', 'motd': `welcome to ${v.version}\n`, 'app/app.conf': 'level=1\n', ...v.etc };
   for (const [p, c] of Object.entries(etc)) put(`usr/etc/${p}`, c);
   put('usr/bin/hello', `#!/bin/sh\necho hello ${v.version}\n`, 0o755);
+  fs.symlinkSync('hello', path.join(dir, 'usr/bin/hi'));
   for (const [p, c] of Object.entries(v.files ?? {})) put(p, c, /\/s?bin\/|\/health\.d\//.test(p) ? 0o755 : 0o644);
+  for (const [p, t] of Object.entries(v.links ?? {})) {
+    fs.mkdirSync(path.dirname(path.join(dir, p)), { recursive: true });
+    fs.symlinkSync(t, path.join(dir, p));
+  }
   fs.mkdirSync(path.join(dir, 'var'), { recursive: true });
 }
 

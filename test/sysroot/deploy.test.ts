@@ -6,6 +6,7 @@ import { changeKargs, cleanup, finalizeStaged, pin, rollback, setDefault, undepl
 import { status } from '../../src/sysroot/status.js';
 import { Sysroot } from '../../src/sysroot/sysroot.js';
 import { Repo } from '../../src/repo/repo.js';
+import { symlinkCachePath } from '../../src/repo/place-files.js';
 import { readRef } from '../../src/repo/refs.js';
 import { StrataError } from '../../src/errors.js';
 import { resolveTreePath } from '../../src/repo/walk.js';
@@ -40,6 +41,10 @@ describe('admin deploy', () => {
     const obj = (rel: string) => fs.statSync(repo.objectFile(fileChecksum(repo, c1, rel), 'file')).ino;
     expect(fs.statSync(path.join(dir, 'usr/bin/hello')).ino).toBe(obj('usr/bin/hello'));
     expect(fs.statSync(path.join(dir, 'etc/hostname')).ino).not.toBe(obj('usr/etc/hostname'));
+    // Symlinks are hardlinks of one real symlink kept in the repo's cache (a bare-user object is a plain file).
+    const link = fs.lstatSync(path.join(dir, 'usr/bin/hi'));
+    expect(link.isSymbolicLink() && fs.readlinkSync(path.join(dir, 'usr/bin/hi'))).toBe('hello');
+    expect(link.ino).toBe(fs.lstatSync(symlinkCachePath(repo, fileChecksum(repo, c1, 'usr/bin/hi'))).ino);
     expect(fs.readFileSync(path.join(dir, 'etc/hostname'), 'utf8')).toBe('device\n');
     expect(fs.readFileSync(sysroot.originFile(r.deployment), 'utf8')).toBe(`[origin]\nrefspec=${REF}\n`);
 
@@ -120,7 +125,7 @@ describe('admin deploy', () => {
     const s = makeSysroot();
     const sums: string[] = [];
     for (let i = 1; i <= 4; i++) {
-      sums.push(await s.commitVersion({ version: `${i}.0`, files: { [`usr/share/v${i}`]: `only in ${i}\n` } }));
+      sums.push(await s.commitVersion({ version: `${i}.0`, files: { [`usr/share/v${i}`]: `only in ${i}\n` }, links: { 'usr/share/current': `v${i}` } }));
       await deploy({ sysroot: s.dir, rev: REF });
     }
     // Not booted (a fresh image): new default + rollback only.
@@ -138,10 +143,16 @@ describe('admin deploy', () => {
     expect(status({ sysroot: s.dir }).deployments[2].pinned).toBe(true);
     // Only the ref's commit and the deployments' commits stay after cleanup's prune.
     const repo = Repo.open(sysroot.repoPath);
+    const cacheDir = path.join(sysroot.repoPath, 'extensions/strata/symlinks');
+    const cached = () => fs.readdirSync(cacheDir).flatMap((sub) => fs.readdirSync(path.join(cacheDir, sub)).map((n) => sub + n));
+    const cachedBefore = cached();
     fs.writeFileSync(path.join(sysroot.repoPath, 'refs/heads', REF), c6 + '\n');
     const r = cleanup({ sysroot: s.dir });
     expect(r.prunedObjects).toBeGreaterThan(0);
     expect(repo.hasObject(sums[0] as never, 'commit')).toBe(false);
+    // The symlink cache follows the objects: entries of pruned symlink objects go with them.
+    expect(cached().length).toBeLessThan(cachedBefore.length);
+    for (const c of cached()) expect(repo.hasObject(c as never, 'file')).toBe(true);
     expect(repo.hasObject(sums[2] as never, 'commit')).toBe(true);
     expect(readRef(repo, REF)).toBe(c6);
     pin({ sysroot: s.dir, which: '2', unpin: true });

@@ -52,9 +52,10 @@ describe.skipIf(!isRoot)('mounts (root)', () => {
     initFs({ dir });
     osInit({ sysroot: dir, stateroot: STATEROOT });
     const src = path.join(tmpDir(), 'tree');
-    writeOsTree(src, { version: '1.0', kernel: 'k'.repeat(1024 * 1024) });
+    // /boot shares the filesystem, so the kernel is linked; the /etc copy needs room.
+    writeOsTree(src, { version: '1.0', etc: { 'big.conf': 'c'.repeat(1024 * 1024) } });
     await commit({ repo: path.join(dir, 'ostree/repo'), branch: 'os', source: src, timestamp: 1700000000 });
-    // Fill the filesystem (outside the sysroot) so the kernel no longer fits into /boot.
+    // Fill the filesystem (outside the sysroot) so the /etc copy no longer fits.
     const st = fs.statfsSync(mnt);
     fs.writeFileSync(path.join(mnt, 'filler'), Buffer.alloc(Math.max(0, st.bavail * st.bsize - 256 * 1024)));
     const before = snapshot(dir);
