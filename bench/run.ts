@@ -2,157 +2,31 @@
 // Debian root filesystems, in one run. JSON on stdout, progress on stderr.
 //
 //   node dist/bench/run.js commit [--rounds N] [--only commit|checkout|fsck[,...]]
+//   node dist/bench/run.js deploy [--rounds N] [--kernel new|same]   (bench/deploy.ts)
 //
 // Every timed step is a whole process (`node bin/strata.js ...` or `ostree ...`),
 // run under /usr/bin/time for its peak RSS. Caches stay warm for both tools; the
 // tool that goes first alternates each round; setup and removal are untimed.
 
-import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  type Env, type Sample, type Target, type Tool, type Tree, TREES, MB, UsageError, addTarget, buildRootfs, checkEnvironment,
+  describeEnvironment, findRepoRoot, fmtSample as fmt, gitState, log, median, ostreeVersion, r1, r3, ratio, rm, runSync, stats, timed, warmTree,
+} from './common.js';
+import { DEPLOY_USAGE, type KernelChoice, runDeployBench } from './deploy.js';
 
-type Tool = 'strata' | 'ostree';
 type Mode = 'archive' | 'bare-user';
 type Part = 'commit' | 'checkout' | 'fsck';
-type Tree = 'rootfs-a' | 'rootfs-b';
 
-const SUITES = ['commit'] as const;
+const SUITES = ['commit', 'deploy'] as const;
 const PARTS: readonly Part[] = ['commit', 'checkout', 'fsck'];
 const MODES: readonly Mode[] = ['archive', 'bare-user'];
-const TREES: readonly Tree[] = ['rootfs-a', 'rootfs-b'];
 const BRANCH = 'bench';
 const COMMIT_FLAGS = ['--no-bindings', '--timestamp=2024-01-01T00:00:00Z', '-s', 'bench', '-b', BRANCH];
-const TIME_BIN = '/usr/bin/time';
-const MB = 1e6;
-
-/** A problem the user fixes (bad flag, missing tool): one line, exit 2. */
-class UsageError extends Error {}
-
-interface Sample {
-  seconds: number;
-  maxRssKiB: number;
-  stdout: string;
-}
-
-interface Stats {
-  medianS: number;
-  minS: number;
-  maxS: number;
-  samplesS: number[];
-  maxRssMB: { median: number; max: number };
-}
-
-interface Target {
-  id: string;
-  metric: string;
-  value: number | null;
-  target: string;
-  met: boolean;
-}
-
-// ---------------------------------------------------------------- small helpers
-
-function log(line: string): void {
-  process.stderr.write(`bench: ${line}\n`);
-}
-
-function findRepoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bin', 'strata.js'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new UsageError('cannot find the strata checkout (package.json and bin/strata.js) above the bench script');
-    dir = up;
-  }
-}
-
-function which(cmd: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (!dir) continue;
-    const p = path.join(dir, cmd);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      // not in this directory
-    }
-  }
-  return null;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-const r3 = (x: number): number => Math.round(x * 1000) / 1000;
-const r1 = (x: number): number => Math.round(x * 10) / 10;
-
-function stats(samples: Sample[]): Stats {
-  const secs = samples.map((s) => s.seconds);
-  const rss = samples.map((s) => (s.maxRssKiB * 1024) / MB);
-  return {
-    medianS: r3(median(secs)),
-    minS: r3(Math.min(...secs)),
-    maxS: r3(Math.max(...secs)),
-    samplesS: secs.map(r3),
-    maxRssMB: { median: r1(median(rss)), max: r1(Math.max(...rss)) },
-  };
-}
-
-/** strata median / ostree median, from unrounded samples. */
-function ratio(s: Sample[], o: Sample[]): number {
-  return r3(median(s.map((x) => x.seconds)) / median(o.map((x) => x.seconds)));
-}
-
-function rm(p: string): void {
-  fs.rmSync(p, { recursive: true, force: true });
-}
-
-/** Runs a setup command (untimed); throws with its stderr when it fails. */
-function runSync(cmd: string, args: string[], cwd: string): string {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`${[cmd, ...args].join(' ')} exited with ${r.status ?? r.signal}: ${tail(r.stderr)}`);
-  return r.stdout;
-}
-
-function tail(text: string): string {
-  const lines = text.trim().split('\n').filter(Boolean);
-  return lines.slice(-3).join(' | ') || '(no output)';
-}
-
-/** Runs one timed process under /usr/bin/time; wall time measured here, peak RSS from time(1). */
-function timed(cmd: string, args: string[], cwd: string, rssFile: string): Promise<Sample> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(TIME_BIN, ['-o', rssFile, '-f', '%M', cmd, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const rssLines = fs.existsSync(rssFile) ? fs.readFileSync(rssFile, 'utf8').trim().split('\n') : [];
-      rm(rssFile);
-      if (code !== 0) {
-        reject(new Error(`${[cmd, ...args].join(' ')} exited with ${code ?? signal}: ${tail(stderr)}`));
-        return;
-      }
-      const maxRssKiB = Number(rssLines[rssLines.length - 1]);
-      if (!Number.isFinite(maxRssKiB)) {
-        reject(new Error(`${TIME_BIN} gave no peak RSS for ${cmd}`));
-        return;
-      }
-      resolve({ seconds, maxRssKiB, stdout });
-    });
-  });
-}
+const COMMIT_USAGE = 'commit [--rounds N] [--only commit|checkout|fsck[,...]]';
 
 function lastChecksum(stdout: string, what: string): string {
   const line = stdout.trim().split('\n').pop() ?? '';
@@ -164,38 +38,18 @@ function duBytes(dir: string, cwd: string): number {
   return Number(runSync('du', ['-sb', dir], cwd).split('\t')[0]);
 }
 
-/** Reads every file of a tree once so that neither tool pays for a cold page cache. */
-function warmTree(root: string): { bytes: number; entries: number } {
-  let bytes = 0;
-  let entries = 0;
-  const buf = Buffer.allocUnsafe(1 << 20);
-  const walk = (dir: string): void => {
-    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-      entries++;
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) {
-        const fd = fs.openSync(p, 'r');
-        try {
-          let n: number;
-          while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) bytes += n;
-        } finally {
-          fs.closeSync(fd);
-        }
-      }
-    }
-  };
-  walk(root);
-  return { bytes, entries };
-}
-
 // ---------------------------------------------------------------- options
 
 interface Options {
   suite: (typeof SUITES)[number];
   rounds: number;
+  /** commit suite: which parts run. */
   parts: Set<Part>;
+  /** deploy suite: whether rootfs-b brings a new kernel. */
+  kernel: KernelChoice;
 }
+
+const USAGE = `usage: node dist/bench/run.js ${COMMIT_USAGE}\n       node dist/bench/run.js ${DEPLOY_USAGE}`;
 
 function parseOptions(argv: string[]): Options {
   let parsed;
@@ -204,14 +58,14 @@ function parseOptions(argv: string[]): Options {
       args: argv,
       allowPositionals: true,
       strict: true,
-      options: { rounds: { type: 'string' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { rounds: { type: 'string' }, only: { type: 'string' }, kernel: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     });
   } catch (e) {
-    throw new UsageError(`${(e as Error).message}; usage: run.js commit [--rounds N] [--only commit|checkout|fsck]`);
+    throw new UsageError(`${(e as Error).message}; ${USAGE}`);
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    process.stdout.write('usage: node dist/bench/run.js commit [--rounds N] [--only commit|checkout|fsck[,...]]\n');
+    process.stdout.write(USAGE + '\n');
     process.exit(0);
   }
   const suite = positionals[0] ?? 'commit';
@@ -219,49 +73,16 @@ function parseOptions(argv: string[]): Options {
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
   const rounds = values.rounds === undefined ? 5 : Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds needs a whole number >= 1, got '${values.rounds}'`);
+  if (suite !== 'commit' && values.only !== undefined) throw new UsageError(`--only belongs to the commit suite; usage: run.js ${DEPLOY_USAGE}`);
+  if (suite !== 'deploy' && values.kernel !== undefined) throw new UsageError(`--kernel belongs to the deploy suite; usage: run.js ${COMMIT_USAGE}`);
   const parts = new Set<Part>();
   for (const p of (values.only ?? PARTS.join(',')).split(',')) {
     if (!(PARTS as readonly string[]).includes(p)) throw new UsageError(`--only takes ${PARTS.join(', ')} (comma-separated), got '${p}'`);
     parts.add(p as Part);
   }
-  return { suite: suite as Options['suite'], rounds, parts };
-}
-
-// ---------------------------------------------------------------- environment
-
-interface Env {
-  root: string;
-  strataArgv: string[]; // node bin/strata.js
-  ostree: string;
-  trees: Record<Tree, string>;
-  work: string;
-}
-
-function checkEnvironment(root: string): Omit<Env, 'trees' | 'work'> {
-  if (process.getuid?.() !== 0) throw new UsageError('must run as root (make-rootfs.sh and reading every file of the rootfs need it)');
-  const ostree = which('ostree');
-  if (!ostree) throw new UsageError("the 'ostree' command is missing; install Debian's ostree package (npm run bench does it via scripts/ensure-deps.sh)");
-  if (!fs.existsSync(TIME_BIN)) {
-    log(`${TIME_BIN} is missing; installing Debian's time package`);
-    try {
-      runSync('apt-get', ['update', '-qq'], root);
-      runSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'time'], root);
-    } catch (e) {
-      throw new UsageError(`${TIME_BIN} is missing and apt-get could not install 'time': ${(e as Error).message}`);
-    }
-  }
-  if (!fs.existsSync(path.join(root, 'dist', 'src', 'cli', 'main.js'))) throw new UsageError('strata is not built; run npm run build first');
-  return { root, strataArgv: [process.execPath, path.join(root, 'bin', 'strata.js')], ostree };
-}
-
-function buildRootfs(root: string): { cache: string; trees: Record<Tree, string> } {
-  const script = path.resolve(root, '..', 'shared', 'testdata', 'make-rootfs.sh');
-  if (!fs.existsSync(script)) throw new UsageError(`missing ${script} (the rootfs builder)`);
-  const cache = process.env.STRATA_ROOTFS_CACHE || '/var/cache/strata-testdata';
-  log(`rootfs pair in ${cache} (built by make-rootfs.sh on first use; minutes)`);
-  const r = spawnSync('bash', [script, cache], { stdio: ['ignore', 2, 2] });
-  if (r.status !== 0) throw new Error(`make-rootfs.sh ${cache} exited with ${r.status ?? r.signal}`);
-  return { cache, trees: { 'rootfs-a': path.join(cache, 'rootfs-a'), 'rootfs-b': path.join(cache, 'rootfs-b') } };
+  const kernel = values.kernel ?? 'new';
+  if (kernel !== 'new' && kernel !== 'same') throw new UsageError(`--kernel takes new or same, got '${kernel}'`);
+  return { suite: suite as Options['suite'], rounds, parts, kernel };
 }
 
 // ---------------------------------------------------------------- the tools, as a user runs them
@@ -331,8 +152,6 @@ function emptyCollected(): Collected {
     fsck: byMode(() => perTool((): Sample[] => [])),
   };
 }
-
-const fmt = (s: Sample): string => `${s.seconds.toFixed(2)}s ${Math.round((s.maxRssKiB * 1024) / MB)}MB`;
 
 function repoPath(env: Env, dir: string, tool: Tool, mode: Mode): string {
   return path.join(env.work, dir, `${tool}-${mode}`);
@@ -418,9 +237,7 @@ async function runSuite(env: Env, opts: Options): Promise<Collected> {
 function report(c: Collected, opts: Options): { results: Record<string, unknown>; targets: Target[] } {
   const results: Record<string, unknown> = {};
   const targets: Target[] = [];
-  const target = (id: string, metric: string, value: number | null, op: '<=' | '<', limit: number): void => {
-    targets.push({ id, metric, value, target: `${op} ${limit}`, met: value !== null && (op === '<=' ? value <= limit : value < limit) });
-  };
+  const target = (id: string, metric: string, value: number | null, op: '<=' | '<', limit: number): void => addTarget(targets, id, metric, value, op, limit);
 
   if (opts.parts.has('commit')) {
     const commit: Record<string, unknown> = {};
@@ -477,12 +294,6 @@ function report(c: Collected, opts: Options): { results: Record<string, unknown>
   return { results, targets };
 }
 
-function gitState(root: string): { commit: string | null; dirty: boolean | null } {
-  const head = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' });
-  const st = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' });
-  return { commit: head.status === 0 ? head.stdout.trim() : null, dirty: st.status === 0 ? st.stdout.trim() !== '' : null };
-}
-
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<number> {
@@ -490,6 +301,11 @@ async function main(): Promise<number> {
   const root = findRepoRoot();
   const base = checkEnvironment(root);
   const { cache, trees } = buildRootfs(root);
+  if (opts.suite === 'deploy') {
+    const out = await runDeployBench({ ...base, cache, trees }, { rounds: opts.rounds, kernel: opts.kernel });
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    return 0;
+  }
 
   const scratch = process.env.STRATA_BENCH_DIR || path.join(root, '.bench');
   fs.mkdirSync(scratch, { recursive: true });
@@ -504,7 +320,7 @@ async function main(): Promise<number> {
   try {
     log('warming the page cache with both trees and both programs (untimed)');
     const treeInfo = Object.fromEntries(TREES.map((t) => [t, { path: trees[t], ...warmTree(trees[t]) }]));
-    const ostreeVersion = /Version: '([^']+)'/.exec(runSync(env.ostree, ['--version'], root))?.[1] ?? 'unknown';
+    const version = ostreeVersion(env.ostree, root);
     runSync(env.strataArgv[0], [...env.strataArgv.slice(1), '--version'], root);
 
     const started = new Date();
@@ -523,18 +339,7 @@ async function main(): Promise<number> {
         'page cache warm for both, first tool alternates per round, fresh repos per round, setup and removal untimed; ' +
         'ratio = median(strata) / median(ostree)',
       commitFlags: COMMIT_FLAGS.join(' '),
-      environment: {
-        node: process.version,
-        ostree: { path: env.ostree, version: ostreeVersion },
-        strata: strataState,
-        cpus: os.cpus().length,
-        cpuModel: os.cpus()[0]?.model ?? 'unknown',
-        memGB: r1(os.totalmem() / 1e9),
-        loadavgStart: loadStart.map((x) => Math.round(x * 100) / 100),
-        loadavgEnd: os.loadavg().map((x) => Math.round(x * 100) / 100),
-        rootfsCache: cache,
-        trees: treeInfo,
-      },
+      environment: describeEnvironment({ ostree: env.ostree, ostreeVersion: version, strata: strataState, loadStart, rootfsCache: cache, trees: treeInfo }),
       results,
       targets,
       allTargetsMet: targets.every((t) => t.met),
