@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { tmpDir } from '../helpers/fixtures.js';
+import { spawnSync } from 'node:child_process';
+import { CLI, tmpDir } from '../helpers/fixtures.js';
 import { type RepoInfo, expectRefusal, honestRepo, run, snapshot } from './hostile-repo.js';
 
 describe('bad command-line input', () => {
@@ -94,6 +95,19 @@ describe('bad command-line input', () => {
     fs.writeFileSync(path.join(bare, 'config'), '[core]\nrepo_version=1\nmode=bare\n');
     expectRefusal(run(['log', 'main', '--repo', bare]), 'REPO_CONFIG');
     expectRefusal(run(['init', '--repo', info.repo, '--mode', 'bare-user']), 'REPO_EXISTS');
+  });
+
+  it('a reader that closes the pipe early (strata ... | head) ends the command quietly', () => {
+    // Output far larger than a pipe's buffer, so the writer really meets the closed pipe.
+    const big = path.join(work, 'big');
+    fs.mkdirSync(big);
+    fs.writeFileSync(path.join(big, 'data'), 'x'.repeat(4 * 1024 * 1024));
+    const repo = path.join(work, 'big-repo');
+    run(['init', '--repo', repo]);
+    run(['commit', '--repo', repo, '-b', 'big', big]);
+    const r = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" cat --repo "${repo}" big /data | head -c 1 >/dev/null`], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('');
   });
 
   it('unknown commands, unknown flags and missing arguments', () => {
