@@ -16,6 +16,8 @@ export interface Misbehaviour {
   corrupt?: (url: string) => boolean;
   /** Answer 503 to matching requests this many times first. */
   fail503?: (url: string) => number;
+  /** Pause this long after each body chunk (a slow link). */
+  chunkDelayMs?: number;
 }
 
 export interface LoggedRequest {
@@ -58,6 +60,7 @@ export async function serveRepo(repo: string, behaviour: Misbehaviour = {}): Pro
       const end = res.end.bind(res) as (chunk?: unknown, ...rest: unknown[]) => http.ServerResponse;
       let sent = 0;
       let flipped = false;
+      let releaseAt = 0;
       const alter = (chunk: unknown): unknown => {
         if (!flip || flipped || !Buffer.isBuffer(chunk) || chunk.length === 0) return chunk;
         flipped = true;
@@ -81,12 +84,24 @@ export async function serveRepo(repo: string, behaviour: Misbehaviour = {}): Pro
           sent += chunk.length;
           entry.bytes += chunk.length;
         }
-        return write(alter(chunk), ...rest);
+        if (!b.chunkDelayMs) return write(alter(chunk), ...rest);
+        // A slow link: each chunk leaves `chunkDelayMs` after the one before.
+        const data = alter(chunk);
+        releaseAt = Math.max(Date.now(), releaseAt) + b.chunkDelayMs;
+        setTimeout(() => {
+          if (!res.destroyed) write(data);
+        }, releaseAt - Date.now());
+        return true;
       }) as typeof res.write;
       res.end = ((chunk?: unknown, ...rest: unknown[]) => {
         entry.status = res.statusCode;
         if (Buffer.isBuffer(chunk)) entry.bytes += chunk.length;
-        return end(alter(chunk), ...rest);
+        if (releaseAt <= Date.now()) return end(alter(chunk), ...rest);
+        const data = alter(chunk);
+        setTimeout(() => {
+          if (!res.destroyed) end(data, ...rest);
+        }, releaseAt - Date.now() + 1);
+        return res;
       }) as typeof res.end;
       handler(req, res);
     };
