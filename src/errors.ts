@@ -56,6 +56,7 @@ export const ERROR_CODES = {
   REMOTE_EXISTS: { exit: 73, meaning: 'a remote of that name is already configured; delete it first' },
   REMOTE_NOT_FOUND: { exit: 66, meaning: 'no remote of that name is configured in the repository' },
   HTTP_ERROR: { exit: 69, meaning: 'a download failed: connection refused or reset, timeout, or an HTTP status other than success' },
+  DOWNGRADE_REFUSED: { exit: 1, meaning: 'the pulled commit is older than the one the local ref names; pass `--allow-downgrade` to move back' },
   LISTEN_FAILED: { exit: 71, meaning: 'the server could not listen on the address (port in use, or not permitted)' },
 } as const;
 

@@ -35,27 +35,31 @@ export function table(rows: string[][]): string {
 }
 
 export interface Progress {
-  update(done: number, total?: number): void;
+  /** `fields` fill `{name}` placeholders of a custom format. */
+  update(done: number, total?: number, fields?: Record<string, string>): void;
   stop(): void;
 }
 
-/** A progress bar on stderr when it is a terminal and output is not JSON; otherwise silent. */
-export async function progress(label: string, flags: GlobalFlags): Promise<Progress> {
+/**
+ * A progress bar on stderr when it is a terminal and output is not JSON;
+ * otherwise silent. `middle` replaces the default `{value}/{total}` part.
+ */
+export async function progress(label: string, flags: GlobalFlags, middle = '{value}/{total}'): Promise<Progress> {
   if (flags.json || !process.stderr.isTTY) return { update() {}, stop() {} };
   const { SingleBar, Presets } = await import('cli-progress');
   const bar = new SingleBar(
-    { format: `${label} [{bar}] {percentage}% | {value}/{total} | {duration_formatted} (ETA {eta_formatted})`, stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: 200 },
+    { format: `${label} [{bar}] {percentage}% | ${middle} | {duration_formatted} (ETA {eta_formatted})`, stream: process.stderr, hideCursor: true, clearOnComplete: true, etaBuffer: 200 },
     Presets.shades_classic,
   );
   let started = false;
   return {
-    update(done, total) {
+    update(done, total, fields) {
       if (!started) {
-        bar.start(total ?? done, done);
+        bar.start(total ?? done, done, fields);
         started = true;
       }
       if (total !== undefined) bar.setTotal(total);
-      bar.update(done);
+      bar.update(done, fields);
     },
     stop() {
       if (started) bar.stop();

@@ -46,7 +46,11 @@ export function verifyContents(ctx: VerifyContext, checksums: Checksum[]): Verif
 }
 
 export function verifyContent(ctx: VerifyContext, checksum: Checksum): VerifyOutcome {
-  const file = `${ctx.repoPath}/${objectPath(checksum, 'file', ctx.archive)}`;
+  return verifyContentFile(`${ctx.repoPath}/${objectPath(checksum, 'file', ctx.archive)}`, checksum, ctx.archive);
+}
+
+/** Re-hashes one content object stored at `file` (in a repository or a staging area). */
+export function verifyContentFile(file: string, checksum: Checksum, archive: boolean): VerifyOutcome {
   try {
     let data: Buffer;
     try {
@@ -57,7 +61,7 @@ export function verifyContent(ctx: VerifyContext, checksum: Checksum): VerifyOut
     }
     let actual: string;
     let size = 0;
-    if (ctx.archive) {
+    if (archive) {
       const h = parseArchiveHeader(data);
       const hash = createHash('sha256').update(fileHeader(h.meta));
       if ((h.meta.mode & S_IFMT) !== S_IFLNK) {

@@ -17,7 +17,8 @@ import { register as sign } from './sign.js';
 import { register as summary } from './summary.js';
 import { register as serve } from './serve.js';
 import { register as remote } from './remote.js';
+import { register as pull } from './pull.js';
 import { register as admin } from './admin.js';
 import { register as health } from './health.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, remote, serve, admin, health, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, remote, pull, serve, admin, health, tour];

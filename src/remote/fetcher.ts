@@ -1,0 +1,324 @@
+// Downloads for a pull: many requests over a few keep-alive connections,
+// retries with exponential backoff on transient failures (connection reset
+// or refused, timeouts, truncated bodies, 5xx, 408, 429; never 404 or 403),
+// and large bodies written to a `.partial` file that a later attempt, or a
+// later run, continues with `Range: bytes=N-`, guarded by `If-Range: ETAG`
+// so that a changed file is fetched whole again. `file://` remotes read the
+// local files.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import { fileURLToPath } from 'node:url';
+import { StrataError, ioError } from '../errors.js';
+import { remoteFileUrl } from './http.js';
+
+export interface FetcherOptions {
+  /** Base URL of the remote repository. */
+  url: string;
+  /** Requests in flight (and keep-alive connections) at most. */
+  jobs: number;
+  /** Attempts after the first one for a transient failure. */
+  retries?: number;
+  /** Give up on a request when no byte arrives for this long (ms). */
+  timeoutMs?: number;
+  /** First backoff delay (ms); doubled on every retry. */
+  backoffMs?: number;
+}
+
+/** Bodies up to this size are kept in memory; larger ones go to a resumable `.partial` file. */
+export const MEMORY_LIMIT = 1024 * 1024;
+const MAX_REDIRECTS = 5;
+
+export type Fetched = { kind: 'buffer'; body: Buffer } | { kind: 'file'; path: string; resumedFrom: number };
+
+/** A failure worth retrying (the network, not the request). */
+class TransientError extends Error {
+  constructor(
+    message: string,
+    readonly data: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export class Fetcher {
+  readonly base: string;
+  private readonly agent: http.Agent;
+  private readonly retries: number;
+  private readonly timeoutMs: number;
+  private readonly backoffMs: number;
+  /** Body bytes received from the network (or read from file:// remotes). */
+  bytesReceived = 0;
+  /** Bytes a `.partial` already held when a download continued from it. */
+  bytesResumed = 0;
+  /** Attempts that were retried after a transient failure. */
+  retryCount = 0;
+
+  constructor(opts: FetcherOptions) {
+    this.base = opts.url;
+    const isHttps = new URL(opts.url).protocol === 'https:';
+    const agentOpts = { keepAlive: true, maxSockets: opts.jobs, maxFreeSockets: opts.jobs };
+    this.agent = isHttps ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
+    this.retries = opts.retries ?? 5;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.backoffMs = opts.backoffMs ?? 200;
+  }
+
+  url(rel: string): URL {
+    return remoteFileUrl(this.base, rel);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** A small file (metadata), or null on 404 when `allowMissing`. */
+  async getBuffer(rel: string, opts: { allowMissing?: boolean; maxBytes?: number } = {}): Promise<Buffer | null> {
+    const url = this.url(rel);
+    const maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
+    return this.withRetries(url, async () => {
+      if (url.protocol === 'file:') return this.readLocal(url, maxBytes, opts.allowMissing ?? false);
+      const res = await this.request(url, {});
+      if (res.statusCode === 404) {
+        res.resume();
+        if (opts.allowMissing) return null;
+        throw new StrataError('HTTP_ERROR', `${url.href}: 404 Not Found`, { url: url.href, status: 404 });
+      }
+      expectStatus(res, url, [200]);
+      return this.readBody(res, url, maxBytes);
+    });
+  }
+
+  /**
+   * An object of any size: small bodies come back in memory; large ones are
+   * written to `partial` (continued from its current length when a previous
+   * attempt or run left one, with the ETag kept beside it in `partial.etag`).
+   */
+  async getObject(rel: string, partial: string, opts: { maxBytes: number }): Promise<Fetched> {
+    const url = this.url(rel);
+    return this.withRetries(url, async () => {
+      if (url.protocol === 'file:') {
+        const body = this.readLocal(url, opts.maxBytes, false) as Buffer;
+        return { kind: 'buffer', body };
+      }
+      const etagFile = `${partial}.etag`;
+      const have = partialLength(partial);
+      const etag = have > 0 ? readSmall(etagFile) : null;
+      const headers: http.OutgoingHttpHeaders = etag !== null ? { Range: `bytes=${have}-`, 'If-Range': etag } : {};
+      const res = await this.request(url, headers);
+      if (res.statusCode === 416) {
+        // The partial is as long as (or longer than) the file: start over.
+        res.resume();
+        fs.rmSync(partial, { force: true });
+        throw new TransientError(`${url.href}: 416 for a stale partial download`);
+      }
+      if (res.statusCode === 404) {
+        res.resume();
+        throw new StrataError('HTTP_ERROR', `${url.href}: 404 Not Found`, { url: url.href, status: 404 });
+      }
+      expectStatus(res, url, [200, 206]);
+      const length = Number(res.headers['content-length']);
+      if (res.statusCode === 206) {
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
+        if (!m || Number(m[1]) !== have) {
+          res.resume();
+          fs.rmSync(partial, { force: true });
+          throw new TransientError(`${url.href}: answered a range that does not continue the partial download`);
+        }
+        if (Number(m[2]) + 1 - have > opts.maxBytes) throw tooLarge(url, opts.maxBytes);
+        this.bytesResumed += have;
+        await this.bodyToFile(res, url, partial, 'a', opts.maxBytes);
+        return { kind: 'file', path: partial, resumedFrom: have };
+      }
+      if (Number.isFinite(length) && length > opts.maxBytes) {
+        res.destroy();
+        throw tooLarge(url, opts.maxBytes);
+      }
+      if (Number.isFinite(length) && length <= MEMORY_LIMIT) {
+        fs.rmSync(partial, { force: true });
+        return { kind: 'buffer', body: await this.readBody(res, url, opts.maxBytes) };
+      }
+      // A whole body: the ETag goes down first, so that a cut leaves a partial that can be continued.
+      const newEtag = res.headers.etag;
+      try {
+        if (typeof newEtag === 'string' && !newEtag.startsWith('W/')) fs.writeFileSync(etagFile, newEtag);
+        else fs.rmSync(etagFile, { force: true });
+      } catch (err) {
+        res.destroy();
+        throw ioError(err, 'write', etagFile);
+      }
+      await this.bodyToFile(res, url, partial, 'w', opts.maxBytes);
+      return { kind: 'file', path: partial, resumedFrom: 0 };
+    });
+  }
+
+  private async withRetries<T>(url: URL, attempt: () => Promise<T>): Promise<T> {
+    for (let i = 0; ; i++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!(err instanceof TransientError)) throw err;
+        if (i >= this.retries) {
+          throw new StrataError('HTTP_ERROR', `${err.message} (gave up after ${i + 1} attempts)`, { url: url.href, attempts: i + 1, ...err.data });
+        }
+        this.retryCount++;
+        const delay = Math.min(this.backoffMs * 2 ** i, 5_000) * (0.75 + Math.random() * 0.5);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** One GET, following redirects; network failures and 5xx become TransientError. */
+  private async request(url: URL, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
+    let current = url;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const res = await this.requestOnce(current, headers);
+      const status = res.statusCode ?? 0;
+      if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
+        res.resume();
+        const next = new URL(res.headers.location, current);
+        if (next.protocol !== current.protocol && !(current.protocol === 'http:' && next.protocol === 'https:')) {
+          throw new StrataError('HTTP_ERROR', `${current.href} redirects to ${next.href}; only http and https are followed`, { url: current.href });
+        }
+        current = next;
+        continue;
+      }
+      if (status >= 500 || status === 408 || status === 429) {
+        res.resume();
+        throw new TransientError(`${url.href}: HTTP ${status}`, { status });
+      }
+      return res;
+    }
+    throw new StrataError('HTTP_ERROR', `${url.href}: more than ${MAX_REDIRECTS} redirects`, { url: url.href });
+  }
+
+  private requestOnce(url: URL, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      return Promise.reject(new StrataError('HTTP_ERROR', `cannot fetch ${url.href}: unsupported scheme ${url.protocol}`, { url: url.href }));
+    }
+    const get = url.protocol === 'https:' ? https.get : http.get;
+    return new Promise((resolve, reject) => {
+      const req = get(url, { agent: this.agent, headers: { 'User-Agent': 'strata', ...headers } }, (res) => {
+        // The body may stall too: the same idle timeout applies to it.
+        res.socket.setTimeout(this.timeoutMs);
+        resolve(res);
+      });
+      req.setTimeout(this.timeoutMs, () => req.destroy(new TransientError(`${url.href}: no answer within ${this.timeoutMs / 1000} s`)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        reject(err instanceof TransientError ? err : new TransientError(`${url.href}: ${err.code ?? err.message}`, { errno: err.code }));
+      });
+    });
+  }
+
+  private readBody(res: http.IncomingMessage, url: URL, maxBytes: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let total = 0;
+      res.on('data', (c: Buffer) => {
+        total += c.length;
+        this.bytesReceived += c.length;
+        if (total > maxBytes) {
+          res.destroy();
+          reject(tooLarge(url, maxBytes));
+          return;
+        }
+        chunks.push(c);
+      });
+      res.on('end', () => {
+        if (!res.complete) reject(new TransientError(`${url.href}: connection closed before the whole body arrived`));
+        else resolve(Buffer.concat(chunks, total));
+      });
+      res.on('error', (err) => reject(new TransientError(`${url.href}: ${err.message}`)));
+      res.on('close', () => {
+        if (!res.complete) reject(new TransientError(`${url.href}: connection closed before the whole body arrived`));
+      });
+    });
+  }
+
+  /** Streams a body into `file` (appending or from scratch); whatever arrived stays there if the connection drops. */
+  private bodyToFile(res: http.IncomingMessage, url: URL, file: string, flags: 'a' | 'w', maxBytes: number): Promise<void> {
+    let fd: number;
+    try {
+      fd = fs.openSync(file, flags, 0o644);
+    } catch (err) {
+      res.destroy();
+      return Promise.reject(ioError(err, 'write', file));
+    }
+    let written = flags === 'a' ? fs.fstatSync(fd).size : 0;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const finish = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        fs.closeSync(fd);
+        if (err) reject(err);
+        else resolve();
+      };
+      res.on('data', (c: Buffer) => {
+        this.bytesReceived += c.length;
+        written += c.length;
+        if (written > maxBytes) {
+          res.destroy();
+          return finish(tooLarge(url, maxBytes));
+        }
+        try {
+          fs.writeSync(fd, c);
+        } catch (err) {
+          res.destroy();
+          finish(ioError(err, 'write', file));
+        }
+      });
+      res.on('end', () => finish(res.complete ? undefined : new TransientError(`${url.href}: connection closed after ${written} bytes`)));
+      res.on('error', (err) => finish(new TransientError(`${url.href}: ${err.message} after ${written} bytes`)));
+      res.on('close', () => finish(res.complete ? undefined : new TransientError(`${url.href}: connection closed after ${written} bytes`)));
+    });
+  }
+
+  private readLocal(url: URL, maxBytes: number, allowMissing: boolean): Buffer | null {
+    const file = fileURLToPath(url);
+    try {
+      const st = fs.statSync(file);
+      if (!st.isFile()) throw new StrataError('HTTP_ERROR', `${url.href} is not a file`, { url: url.href });
+      if (st.size > maxBytes) throw tooLarge(url, maxBytes);
+      const body = fs.readFileSync(file);
+      this.bytesReceived += body.length;
+      return body;
+    } catch (err) {
+      if (err instanceof StrataError) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        if (allowMissing) return null;
+        throw new StrataError('HTTP_ERROR', `${url.href} does not exist`, { url: url.href, status: 404 });
+      }
+      throw ioError(err, 'read', file);
+    }
+  }
+}
+
+function expectStatus(res: http.IncomingMessage, url: URL, ok: number[]): void {
+  const status = res.statusCode ?? 0;
+  if (ok.includes(status)) return;
+  res.resume();
+  throw new StrataError('HTTP_ERROR', `${url.href}: HTTP ${status} ${res.statusMessage ?? ''}`.trim(), { url: url.href, status });
+}
+
+function tooLarge(url: URL, maxBytes: number): StrataError {
+  return new StrataError('HTTP_ERROR', `${url.href}: more than the ${maxBytes} bytes allowed`, { url: url.href });
+}
+
+function partialLength(file: string): number {
+  try {
+    return fs.statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+function readSmall(file: string): string | null {
+  try {
+    const text = fs.readFileSync(file, 'utf8').trim();
+    return text === '' ? null : text;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,587 @@
+// `strata pull`: fetch a commit and the objects the local repository lacks
+// from an archive repository served over HTTP (strata serve, nginx, a CDN,
+// an ostree-made repository) or a file:// URL.
+//
+// Order of trust: the ref is resolved through the summary (verified when the
+// remote has keys), the commit is fetched and hashed, its detached metadata
+// is fetched and the signature checked BEFORE any tree or content object is
+// requested. Every object is re-hashed on arrival with OSTree's checksum
+// rules before it is kept; wrong bytes are asked for once more, then
+// reported with the URL and both checksums.
+//
+// Resumable: verified objects wait in `tmp/strata-pull-REMOTE/`, which
+// outlives the process; large downloads in progress are `.partial` files
+// there, continued with Range on the next attempt or run. Only at the end
+// does one transaction move the objects into objects/ (commit last, after a
+// syncfs) and then the ref moves. A SIGKILL at any moment leaves the
+// repository as it was, and the next run fetches only what is missing.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import { setAttributeSync } from '@napi-rs/xattr';
+import { StrataError, ioError, isStrataError } from '../errors.js';
+import {
+  type Checksum, type Commit, type FileMeta, type ObjectType, S_IFLNK, S_IFMT,
+  fileHeader, isChecksum, objectPath, parseArchiveHeader, parseCommit, parseDirMeta, parseDirTree, parseVardict, serializeBareUserMeta,
+} from '../core/objects.js';
+import { Repo, BAREUSER_XATTR } from '../repo/repo.js';
+import { checkRefWritable, readRef, validateRefName, writeRef } from '../repo/refs.js';
+import { Transaction, acquirePidLock } from '../repo/transaction.js';
+import { stagedName } from '../repo/stage-content.js';
+import { verifyContentFile } from '../repo/verify-content.js';
+import { type PublicKey, signaturesIn, verifySignatures } from './sign.js';
+import { fetchRemoteSummary, getRemote, remoteKeys } from './remotes.js';
+import { type Fetched, Fetcher } from './fetcher.js';
+
+export interface PullOptions {
+  /** Local repository (archive or bare-user). */
+  repo: string;
+  /** Name of a configured remote. */
+  remote: string;
+  /** A ref the remote offers, or a full commit checksum. */
+  rev: string;
+  /** Parent commits to fetch too (0: only the commit, as ostree; -1: all). */
+  depth?: number;
+  /** Write `refs/heads/REF` instead of `refs/remotes/REMOTE/REF`. */
+  mirror?: boolean;
+  /** Requests in flight at most (keep-alive connections). ostree uses 8. */
+  jobs?: number;
+  /** Move the ref even to a commit older than the one it names. */
+  allowDowngrade?: boolean;
+  /** Retries of a transient network failure (default 5). */
+  retries?: number;
+  /** Idle timeout of a request in ms (default 30 s). */
+  timeoutMs?: number;
+  onProgress?: (p: PullProgress) => void;
+}
+
+export interface PullProgress {
+  /** Objects done (fetched or resumed) and known so far; the total grows while trees arrive. */
+  done: number;
+  total: number;
+  bytes: number;
+  /** Whether tree metadata is still being walked (the total is not final yet). */
+  scanning: boolean;
+}
+
+export interface PullResult {
+  remote: string;
+  url: string;
+  /** The ref asked for, or null when a commit checksum was given. */
+  ref: string | null;
+  /** The local ref written (`remote:ref`, or `ref` with --mirror), or null. */
+  localRef: string | null;
+  commit: Checksum;
+  /** What the local ref named before, or null. */
+  previous: Checksum | null;
+  changed: boolean;
+  timestamp: number;
+  version: string | null;
+  /** The key (base64) whose signature verified the commit, or null when the remote has no keys. */
+  verifiedBy: string | null;
+  commits: number;
+  objects: {
+    /** Objects downloaded in this run. */
+    fetched: number;
+    metadata: number;
+    content: number;
+    /** Verified objects kept from an interrupted earlier run. */
+    resumed: number;
+    /** Objects written into the repository by this pull. */
+    stored: number;
+  };
+  bytes: {
+    /** Bytes received from the network in this run. */
+    fetched: number;
+    /** Bytes of partial downloads continued with Range instead of fetched again. */
+    resumedPartial: number;
+  };
+  retries: number;
+  jobs: number;
+  elapsedMs: number;
+}
+
+export const DEFAULT_JOBS = 8;
+/** OSTREE_MAX_METADATA_SIZE. */
+const MAX_METADATA = 10 * 1024 * 1024;
+const MAX_CONTENT = 64 * 1024 * 1024 * 1024;
+
+/** The staging area a pull from `remote` keeps between runs. */
+export function pullStagingDir(repo: Repo, remote: string): string {
+  return path.join(repo.path, 'tmp', `strata-pull-${remote}`);
+}
+
+export async function pull(opts: PullOptions): Promise<PullResult> {
+  const started = Date.now();
+  const jobs = opts.jobs ?? DEFAULT_JOBS;
+  if (!Number.isInteger(jobs) || jobs < 1 || jobs > 256) throw new StrataError('USAGE', `--jobs needs a whole number from 1 to 256, got ${jobs}`);
+  const depth = opts.depth ?? 0;
+  if (!Number.isInteger(depth) || depth < -1) throw new StrataError('USAGE', `--depth needs a whole number >= -1, got ${depth}`);
+  const repo = Repo.open(opts.repo);
+  const remote = getRemote({ repo: opts.repo, name: opts.remote });
+  const keys = remote.signVerify ? remoteKeys(remote) : [];
+  const byChecksum = isChecksum(opts.rev);
+  if (!byChecksum) {
+    validateRefName(opts.rev);
+    if (opts.rev.includes(':')) throw new StrataError('INVALID_REF', `give the remote's ref without a remote prefix, not '${opts.rev}'`, { name: opts.rev });
+  }
+  const localRef = byChecksum ? null : opts.mirror ? opts.rev : `${remote.name}:${opts.rev}`;
+  if (localRef) checkRefWritable(repo, localRef);
+
+  const fetcher = new Fetcher({ url: remote.url, jobs, retries: opts.retries, timeoutMs: opts.timeoutMs });
+  let unlock: (() => void) | undefined;
+  try {
+    const commit = byChecksum ? (opts.rev as Checksum) : await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.rev, fetcher);
+    // Nothing but the commit and its signature is fetched before the signature verifies.
+    const head = await fetchCommit(fetcher, commit, keys, remote.name);
+    if (!head) throw new StrataError('HTTP_ERROR', `remote ${remote.name} has no commit ${commit} (${fetcher.url(objectPath(commit, 'commit', true)).href}: 404 Not Found)`, { url: fetcher.url(objectPath(commit, 'commit', true)).href, status: 404 });
+    const previous = localRef ? readRef(repo, localRef) : null;
+    if (previous && previous !== commit && !opts.allowDowngrade && repo.hasObject(previous, 'commit')) {
+      const old = repo.loadCommit(previous);
+      if (head.commit.timestamp < old.timestamp) {
+        throw new StrataError(
+          'DOWNGRADE_REFUSED',
+          `${remote.name}:${opts.rev} is ${commit.slice(0, 12)} from ${iso(head.commit.timestamp)}, older than ${previous.slice(0, 12)} from ${iso(old.timestamp)} that ${localRef} names; pass --allow-downgrade to move back`,
+          { ref: localRef, commit, previous, timestamp: head.commit.timestamp, previousTimestamp: old.timestamp },
+        );
+      }
+    }
+
+    const stagingDir = pullStagingDir(repo, remote.name);
+    try {
+      fs.mkdirSync(stagingDir, { recursive: true });
+    } catch (err) {
+      throw ioError(err, 'create', stagingDir);
+    }
+    unlock = acquirePidLock(path.join(stagingDir, 'lock'), (pid) => new StrataError('REPO_LOCKED', `another pull from ${remote.name} into ${repo.path} is running (process ${pid})`, { pid }));
+    const session = new PullSession(repo, fetcher, stagingDir, jobs, keys, remote.name, opts.onProgress);
+    await session.run(head, depth);
+    const stored = applyPull(repo, stagingDir, session);
+    if (localRef && previous !== commit) writeRef(repo, localRef, commit);
+    const version = head.commit.metadata.find(([k]) => k === 'version');
+    return {
+      remote: remote.name,
+      url: remote.url,
+      ref: byChecksum ? null : opts.rev,
+      localRef,
+      commit,
+      previous,
+      changed: localRef !== null && previous !== commit,
+      timestamp: head.commit.timestamp,
+      version: version && version[1].type === 's' ? (version[1].value as string) : null,
+      verifiedBy: head.verifiedBy,
+      commits: session.commits.size,
+      objects: { fetched: session.fetchedMeta + session.fetchedContent, metadata: session.fetchedMeta, content: session.fetchedContent, resumed: session.resumed, stored },
+      bytes: { fetched: fetcher.bytesReceived, resumedPartial: fetcher.bytesResumed },
+      retries: fetcher.retryCount,
+      jobs,
+      elapsedMs: Date.now() - started,
+    };
+  } finally {
+    unlock?.();
+    fetcher.close();
+  }
+}
+
+function iso(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/** A ref's commit: from the summary (verified by remotes.ts when the remote has keys), else from refs/heads/REF. */
+async function resolveRemoteRef(repoPath: string, name: string, url: string, ref: string, fetcher: Fetcher): Promise<Checksum> {
+  try {
+    const s = await fetchRemoteSummary({ repo: repoPath, name });
+    const entry = s.summary.refs.find((r) => r.name === ref);
+    if (!entry) {
+      throw new StrataError('REF_NOT_FOUND', `remote ${name} (${url}) offers no ref '${ref}' (its summary lists ${s.summary.refs.length}); see 'strata remote refs ${name}'`, { remote: name, ref });
+    }
+    return entry.checksum;
+  } catch (err) {
+    if (!isStrataError(err, 'SUMMARY_NOT_FOUND')) throw err;
+  }
+  // No summary (as ostree falls back to): the ref file itself.
+  const body = await fetcher.getBuffer(`refs/heads/${ref}`, { allowMissing: true, maxBytes: 4096 });
+  if (body === null) throw new StrataError('REF_NOT_FOUND', `remote ${name} (${url}) has no summary and no refs/heads/${ref}`, { remote: name, ref });
+  const text = body.toString('utf8').trim();
+  if (!isChecksum(text)) throw new StrataError('INVALID_CHECKSUM', `remote ${name}: refs/heads/${ref} holds '${text.slice(0, 80)}', not a checksum`, { remote: name, ref });
+  return text;
+}
+
+interface FetchedCommit {
+  checksum: Checksum;
+  bytes: Buffer;
+  commit: Commit;
+  /** Detached metadata as fetched, or null when the remote has none. */
+  meta: Buffer | null;
+  verifiedBy: string | null;
+}
+
+function corrupt(url: string, expected: string, actual: string, what: string): StrataError {
+  return new StrataError('OBJECT_CORRUPT', `server sent wrong bytes for ${what} ${expected}: ${url} hashes to ${actual}`, { url, expected, actual });
+}
+
+/** Fetches a commit and its detached metadata and checks the signature; null when the remote has no such commit. */
+async function fetchCommit(fetcher: Fetcher, checksum: Checksum, keys: readonly PublicKey[], remote: string): Promise<FetchedCommit | null> {
+  const rel = objectPath(checksum, 'commit', true);
+  let bytes: Buffer | null = null;
+  for (let attempt = 0; ; attempt++) {
+    bytes = await fetcher.getBuffer(rel, { allowMissing: true, maxBytes: MAX_METADATA });
+    if (bytes === null) return null;
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual === checksum) break;
+    if (attempt >= 1) throw corrupt(fetcher.url(rel).href, checksum, actual, 'commit');
+  }
+  const commit = parseWith(() => parseCommit(bytes), fetcher.url(rel).href);
+  const meta = await fetcher.getBuffer(objectPath(checksum, 'commitmeta', true), { allowMissing: true, maxBytes: MAX_METADATA });
+  let verifiedBy: string | null = null;
+  if (keys.length > 0) {
+    const what = `commit ${checksum} from remote ${remote}`;
+    const parsed = meta === null ? null : parseWith(() => parseVardict(meta), fetcher.url(objectPath(checksum, 'commitmeta', true)).href);
+    verifiedBy = verifySignatures(bytes, signaturesIn(parsed, what), keys, what).key;
+  } else if (meta !== null) {
+    parseWith(() => parseVardict(meta), fetcher.url(objectPath(checksum, 'commitmeta', true)).href);
+  }
+  return { checksum, bytes, commit, meta, verifiedBy };
+}
+
+function parseWith<T>(fn: () => T, url: string): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof StrataError) throw new StrataError('OBJECT_MALFORMED', `${url}: ${err.message}`, { url });
+    throw err;
+  }
+}
+
+type Kind = Exclude<ObjectType, 'commit' | 'commitmeta'>;
+
+/** One run of the walk: schedules fetches, keeps counts, and remembers what waits in the staging area. */
+class PullSession {
+  readonly commits = new Map<Checksum, FetchedCommit>();
+  /** Objects verified in the staging area, to move into the repository. */
+  readonly staged: { checksum: Checksum; type: Kind }[] = [];
+  fetchedMeta = 0;
+  fetchedContent = 0;
+  resumed = 0;
+  private readonly seen = new Set<string>();
+  private readonly metaQueue: (() => Promise<void>)[] = [];
+  private readonly contentQueue: (() => Promise<void>)[] = [];
+  private active = 0;
+  private known = 0;
+  private failure: unknown = null;
+  private settle: (() => void) | null = null;
+
+  constructor(
+    readonly repo: Repo,
+    readonly fetcher: Fetcher,
+    readonly dir: string,
+    readonly jobs: number,
+    readonly keys: readonly PublicKey[],
+    readonly remote: string,
+    readonly onProgress?: (p: PullProgress) => void,
+  ) {
+    // Outputs of a killed run that never got their final name.
+    for (const name of fs.readdirSync(dir)) if (name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
+  }
+
+  async run(head: FetchedCommit, depth: number): Promise<void> {
+    const done = new Promise<void>((resolve) => (this.settle = resolve));
+    this.addCommit(head, depth);
+    this.pump();
+    await done;
+    if (this.failure) throw this.failure;
+    this.report();
+  }
+
+  private addCommit(c: FetchedCommit, depthLeft: number): void {
+    this.commits.set(c.checksum, c);
+    const partial = fs.existsSync(path.join(this.repo.path, 'state', `${c.checksum}.commitpartial`));
+    // A commit in the repository is complete: a transaction stores it after everything it needs.
+    if (!this.repo.hasObject(c.checksum, 'commit') || partial) {
+      this.want(c.commit.rootTree, 'dirtree');
+      this.want(c.commit.rootMeta, 'dirmeta');
+    }
+    const parent = c.commit.parent;
+    if (parent && depthLeft !== 0 && !this.commits.has(parent)) {
+      this.schedule('meta', async () => {
+        const p = await fetchCommit(this.fetcher, parent, this.keys, this.remote);
+        // A history cut short on the server ends the walk there, as with ostree's depth.
+        if (p) this.addCommit(p, depthLeft - 1);
+      });
+    }
+  }
+
+  private want(checksum: Checksum, type: Kind): void {
+    const key = `${checksum}.${type}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    if (type !== 'dirtree' && this.repo.hasObject(checksum, type)) return;
+    this.known++;
+    this.schedule(type === 'file' ? 'content' : 'meta', () => (type === 'file' ? this.content(checksum) : this.metadata(checksum, type)));
+  }
+
+  private schedule(kind: 'meta' | 'content', task: () => Promise<void>): void {
+    (kind === 'meta' ? this.metaQueue : this.contentQueue).push(task);
+    this.pump();
+  }
+
+  /** Starts queued tasks up to `jobs` at once, metadata first (it reveals more work). */
+  private pump(): void {
+    while (this.failure === null && this.active < this.jobs) {
+      const task = this.metaQueue.shift() ?? this.contentQueue.shift();
+      if (!task) break;
+      this.active++;
+      task().then(
+        () => this.finishTask(),
+        (err: unknown) => {
+          this.failure ??= err;
+          this.finishTask();
+        },
+      );
+    }
+    if (this.active === 0 && (this.failure !== null || (this.metaQueue.length === 0 && this.contentQueue.length === 0))) this.settle?.();
+  }
+
+  private finishTask(): void {
+    this.active--;
+    this.report();
+    this.pump();
+  }
+
+  private report(): void {
+    this.onProgress?.({
+      done: this.fetchedMeta + this.fetchedContent + this.resumed,
+      total: this.known,
+      bytes: this.fetcher.bytesReceived,
+      scanning: this.metaQueue.length > 0,
+    });
+  }
+
+  private stagedPath(checksum: Checksum, type: Kind): string {
+    return path.join(this.dir, stagedName(checksum, type, this.repo.archive));
+  }
+
+  /** A dirtree or dirmeta: from the repository, the staging area, or the remote, hashed before use. */
+  private async metadata(checksum: Checksum, type: 'dirtree' | 'dirmeta'): Promise<void> {
+    let bytes: Buffer | null = null;
+    const inRepo = this.repo.hasObject(checksum, type);
+    if (inRepo) {
+      // A tree stored earlier may still lack children (an interrupted ostree pull): walk it.
+      if (type === 'dirtree') this.scanTree(checksum, this.repo.readMetadataBytes(checksum, type), this.repo.objectFile(checksum, type));
+      this.known--;
+      return;
+    }
+    const staged = this.stagedPath(checksum, type);
+    try {
+      const kept = fs.readFileSync(staged);
+      if (createHash('sha256').update(kept).digest('hex') === checksum) {
+        bytes = kept;
+        this.resumed++;
+      }
+    } catch {
+      // not kept from an earlier run
+    }
+    const rel = objectPath(checksum, type, true);
+    const url = this.fetcher.url(rel).href;
+    for (let attempt = 0; bytes === null; attempt++) {
+      const body = (await this.fetcher.getBuffer(rel, { maxBytes: MAX_METADATA })) as Buffer;
+      const actual = createHash('sha256').update(body).digest('hex');
+      if (actual === checksum) {
+        bytes = body;
+        writeStagedFile(staged, body);
+        this.fetchedMeta++;
+      } else if (attempt >= 1) {
+        throw corrupt(url, checksum, actual, type);
+      }
+    }
+    if (type === 'dirtree') this.scanTree(checksum, bytes, url);
+    else parseWith(() => parseDirMeta(bytes), url);
+    this.staged.push({ checksum, type });
+  }
+
+  private scanTree(checksum: Checksum, bytes: Buffer, where: string): void {
+    const tree = parseWith(() => parseDirTree(bytes), where);
+    for (const f of tree.files) this.want(f.checksum, 'file');
+    for (const d of tree.dirs) {
+      this.want(d.meta, 'dirmeta');
+      this.want(d.tree, 'dirtree');
+    }
+  }
+
+  /** A content object: kept from an earlier run (re-hashed) or fetched and verified, then staged in the local format. */
+  private async content(checksum: Checksum): Promise<void> {
+    const staged = this.stagedPath(checksum, 'file');
+    if (fs.existsSync(staged)) {
+      if (verifyContentFile(staged, checksum, this.repo.archive).status === 'ok') {
+        this.resumed++;
+        this.staged.push({ checksum, type: 'file' });
+        return;
+      }
+      fs.rmSync(staged, { force: true });
+    }
+    const rel = objectPath(checksum, 'file', true);
+    const partial = path.join(this.dir, `${checksum}.filez.partial`);
+    for (let attempt = 0; ; attempt++) {
+      const got = await this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT });
+      const actual = await this.storeContent(checksum, got, staged);
+      if (actual === checksum) break;
+      fs.rmSync(partial, { force: true });
+      fs.rmSync(`${partial}.etag`, { force: true });
+      if (attempt >= 1) throw corrupt(this.fetcher.url(rel).href, checksum, actual, 'file object');
+    }
+    this.fetchedContent++;
+    this.staged.push({ checksum, type: 'file' });
+  }
+
+  /**
+   * Hashes a `.filez` as OSTree does (header, then the inflated content) and,
+   * when it matches, stages it: as is for an archive repository, inflated
+   * with user.ostreemeta for bare-user. Returns the actual checksum (or a
+   * description of why the bytes are unreadable).
+   */
+  private async storeContent(checksum: Checksum, got: Fetched, staged: string): Promise<string> {
+    const tmp = `${staged}.tmp`;
+    const bare = !this.repo.archive;
+    let fd: number | null = null;
+    try {
+      const header = readFilezHeader(got);
+      if (typeof header === 'string') return header;
+      const { meta, size, bodyOffset } = header;
+      const isLink = (meta.mode & S_IFMT) === S_IFLNK;
+      if (bare) fd = fs.openSync(tmp, 'w', 0o644);
+      const hash = createHash('sha256').update(fileHeader(meta));
+      if (isLink) {
+        if (fd !== null) fs.writeSync(fd, Buffer.from(meta.symlinkTarget + '\0', 'utf8'));
+      } else {
+        const body = got.kind === 'buffer' ? Readable.from([got.body.subarray(bodyOffset)]) : fs.createReadStream(got.path, { start: bodyOffset });
+        let seen = 0;
+        try {
+          await pipeline(body, zlib.createInflateRaw(), async (source: AsyncIterable<Buffer>) => {
+            for await (const chunk of source) {
+              seen += chunk.length;
+              if (seen > size) throw new Error(`more than the ${size} bytes its header declares`);
+              hash.update(chunk);
+              if (fd !== null) fs.writeSync(fd, chunk);
+            }
+          });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).syscall) throw err;
+          return `(unreadable: ${(err as Error).message})`;
+        }
+        if (seen !== size) return `(unreadable: ${seen} bytes of content, header says ${size})`;
+      }
+      const actual = hash.digest('hex');
+      if (actual !== checksum) return actual;
+      if (fd !== null) {
+        finishBareUser(fd, tmp, meta);
+        fs.closeSync(fd);
+        fd = null;
+        fs.renameSync(tmp, staged);
+      } else if (got.kind === 'buffer') {
+        writeStagedFile(staged, got.body);
+      } else {
+        fs.renameSync(got.path, staged);
+      }
+      if (got.kind === 'file') {
+        fs.rmSync(got.path, { force: true });
+        fs.rmSync(`${got.path}.etag`, { force: true });
+      }
+      return actual;
+    } catch (err) {
+      throw err instanceof StrataError ? err : ioError(err, 'stage pulled object', checksum);
+    } finally {
+      if (fd !== null) {
+        fs.closeSync(fd);
+        fs.rmSync(tmp, { force: true });
+      }
+    }
+  }
+}
+
+/** The archive header of a fetched `.filez`, or a description of why it cannot be read. */
+function readFilezHeader(got: Fetched): { meta: FileMeta; size: number; bodyOffset: number } | string {
+  let head: Buffer;
+  if (got.kind === 'buffer') head = got.body;
+  else {
+    const fd = fs.openSync(got.path, 'r');
+    try {
+      const len = Buffer.alloc(4);
+      if (fs.readSync(fd, len, 0, 4, 0) < 4) return '(unreadable: truncated header)';
+      const need = len.readUInt32BE(0) + 8;
+      if (need > MAX_METADATA) return `(unreadable: a ${need}-byte header)`;
+      head = Buffer.alloc(need);
+      if (fs.readSync(fd, head, 0, need, 0) < need) return '(unreadable: truncated header)';
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  try {
+    return parseArchiveHeader(head);
+  } catch (err) {
+    if (err instanceof StrataError) return `(unreadable: ${err.message})`;
+    throw err;
+  }
+}
+
+/** bare-user objects as libostree writes them (see stage-content.ts): metadata in the xattr, safe mode bits, mtime 0. */
+function finishBareUser(fd: number, file: string, meta: FileMeta): void {
+  setAttributeSync(file, BAREUSER_XATTR, serializeBareUserMeta(meta));
+  if ((meta.mode & S_IFMT) !== S_IFLNK) fs.fchmodSync(fd, (meta.mode & 0o775) | 0o400);
+  fs.futimesSync(fd, 0, 0);
+}
+
+/** Writes a verified object under a temp name, then its staged name: a kill never leaves a torn object under the staged name. */
+function writeStagedFile(file: string, bytes: Buffer): void {
+  const tmp = `${file}.tmp`;
+  try {
+    fs.writeFileSync(tmp, bytes, { mode: 0o644 });
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw ioError(err, 'stage pulled object', file);
+  }
+}
+
+/**
+ * Moves the verified objects into the repository in one transaction (synced,
+ * commits last) and drops the staging area. Returns how many objects it stored.
+ */
+function applyPull(repo: Repo, stagingDir: string, session: PullSession): number {
+  const txn = Transaction.begin(repo);
+  let stored = 0;
+  try {
+    for (const o of session.staged) {
+      if (repo.hasObject(o.checksum, o.type)) continue;
+      const name = stagedName(o.checksum, o.type, repo.archive);
+      if (!txn.noteStaged(o.checksum, o.type)) continue;
+      fs.renameSync(path.join(stagingDir, name), path.join(txn.stagingDir, name));
+    }
+    for (const c of session.commits.values()) {
+      if (c.meta !== null) {
+        const file = repo.objectFile(c.checksum, 'commitmeta');
+        const same = fs.existsSync(file) && fs.readFileSync(file).equals(c.meta);
+        if (!same) {
+          fs.writeFileSync(path.join(txn.stagingDir, stagedName(c.checksum, 'commitmeta', repo.archive)), c.meta, { mode: 0o644 });
+          txn.noteStaged(c.checksum, 'commitmeta');
+        }
+      }
+      if (!repo.hasObject(c.checksum, 'commit')) {
+        fs.writeFileSync(path.join(txn.stagingDir, stagedName(c.checksum, 'commit', repo.archive)), c.bytes, { mode: 0o644 });
+        txn.noteStaged(c.checksum, 'commit');
+      }
+    }
+    stored = txn.stagedCount;
+    txn.commit();
+  } catch (err) {
+    txn.abort();
+    throw err instanceof StrataError ? err : ioError(err, 'store pulled objects in', repo.path);
+  }
+  // An ostree pull that stopped half-way marks its commit partial; this one is complete now.
+  for (const c of session.commits.keys()) fs.rmSync(path.join(repo.path, 'state', `${c}.commitpartial`), { force: true });
+  fs.rmSync(stagingDir, { recursive: true, force: true });
+  return stored;
+}
