@@ -4,6 +4,7 @@
 // the result and the commit is the one ostree names. Then the real Debian
 // rootfs pair: the second pull fetches exactly the objects that changed.
 
+import type { Checksum } from '../../src/core/objects.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -86,8 +87,8 @@ const pair = rootfsPair();
 describe.skipIf(!pair)('the Debian rootfs pair over HTTP', () => {
   let dir: string;
   let server: string;
-  let a: string;
-  let b: string;
+  let a: Checksum;
+  let b: Checksum;
   let srv: TestServer;
 
   beforeAll(async () => {
