@@ -192,6 +192,27 @@ function iso(seconds: number): string {
 }
 
 /** A ref's commit: from the summary (verified by remotes.ts when the remote has keys), else from refs/heads/REF. */
+/**
+ * The commit a remote's ref names now (summary, verified when the remote has
+ * keys; else refs/heads) and its timestamp from the commit object alone
+ * (hash-checked, not stored): what `admin upgrade --check` needs.
+ */
+export async function remoteRefCommit(opts: { repo: string; remote: string; ref: string }): Promise<{ checksum: Checksum; timestamp: number }> {
+  const remote = getRemote({ repo: opts.repo, name: opts.remote });
+  const fetcher = new Fetcher({ url: remote.url, jobs: 1 });
+  try {
+    const checksum = await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.ref, fetcher);
+    const rel = objectPath(checksum, 'commit', true);
+    const bytes = await fetcher.getBuffer(rel, { maxBytes: 1 << 20 });
+    if (!bytes || createHash('sha256').update(bytes).digest('hex') !== checksum) {
+      throw new StrataError('OBJECT_CORRUPT', `${fetcher.url(rel).href} does not hash to ${checksum}`, { url: fetcher.url(rel).href });
+    }
+    return { checksum, timestamp: parseCommit(bytes).timestamp };
+  } finally {
+    fetcher.close();
+  }
+}
+
 async function resolveRemoteRef(repoPath: string, name: string, url: string, ref: string, fetcher: Fetcher): Promise<Checksum> {
   try {
     const s = await fetchRemoteSummary({ repo: repoPath, name });

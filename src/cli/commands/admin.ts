@@ -210,4 +210,40 @@ export function register(program: Command): void {
       else if (o.json) printJson(r);
       else out(`Mounted ${r.deployment} at ${r.target} (read-only; /etc writable, /var from the stateroot)`);
     });
+
+  const upgradeAction = (switchTo: string | undefined) => async (o: SysrootFlags & { check?: boolean; downloadOnly?: boolean; stage: boolean; allowDowngrade?: boolean }) => {
+    const { upgrade } = await import('../../sysroot/upgrade.js');
+    const bar = await progress('pull', o);
+    let r;
+    try {
+      r = await upgrade({ sysroot: o.sysroot, booted: o.booted, check: o.check, downloadOnly: o.downloadOnly, stage: o.stage, allowDowngrade: o.allowDowngrade, switchTo, onProgress: (p) => bar.update(p.done, p.total) });
+    } finally {
+      bar.stop();
+    }
+    // As rpm-ostree: --check exits 77 when there is nothing new.
+    if (o.check && !r.available) process.exitCode = 77;
+    if (o.json) return printJson(r);
+    const v = (x: { checksum: string; version: string | null }) => `${x.checksum.slice(0, 12)}${x.version ? ` (version ${x.version})` : ''}`;
+    const from = r.from ? v(r.from) : '(nothing deployed)';
+    if (!r.available) return out(`No update: ${r.refspec} is still ${from}`);
+    if (o.check) return out(`Update available on ${r.refspec}: ${from} -> ${v(r.to)}`);
+    if (!r.deployed) return out(`Downloaded ${v(r.to)} from ${r.refspec}${r.pulled ? ` (${r.pulled.objects} objects, ${formatBytes(r.pulled.bytes)})` : ''}; not deployed (--download-only)`);
+    out(`${switchTo ? 'Switched to' : 'Upgraded'} ${r.refspec}: ${from} -> ${v(r.to)}${r.pulled ? `; fetched ${r.pulled.objects} objects, ${formatBytes(r.pulled.bytes)}` : ''}`);
+    if (r.changes) out(`Changes: ${r.changes.added} added, ${r.changes.removed} removed, ${r.changes.modified} modified, ${r.changes.metadata} metadata only`);
+    out(r.deployed.staged ? 'Staged: it becomes the default at shutdown; reboot to use it' : 'Deployed as the default; reboot to use it');
+  };
+
+  sysrootCommand(admin, 'upgrade', "pull the booted deployment's origin ref, verify it, deploy it (staged) and say what changed")
+    .option('--check', 'only report: exit 0 when an update is available, 77 when there is none')
+    .option('--download-only', 'pull, do not deploy')
+    .option('--no-stage', 'switch the default now instead of at shutdown')
+    .option('--allow-downgrade', 'accept a commit older than the running one')
+    .action(upgradeAction(undefined));
+
+  sysrootCommand(admin, 'switch', 'follow another branch (REMOTE:REF, or a local ref): pull it and deploy it')
+    .argument('<refspec>', 'REMOTE:REF')
+    .option('--download-only', 'pull, do not deploy')
+    .option('--no-stage', 'switch the default now instead of at shutdown')
+    .option('--allow-downgrade', 'accept a commit older than the running one')
+    .action((refspec: string, o: SysrootFlags & { downloadOnly?: boolean; stage: boolean; allowDowngrade?: boolean }) => upgradeAction(refspec)(o));
 }
