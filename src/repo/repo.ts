@@ -298,13 +298,15 @@ export function parseIni(text: string): Map<string, Map<string, string>> {
  * Writes a small file crash-safely: temp name, fsync, rename, fsync the directory.
  * The temp file goes in `tmpDir` when given (same filesystem), so that a kill
  * never leaves it where readers look (ostree takes any file under refs/ for a ref).
+ * `sync: false` skips both fsyncs, for a caller that syncs the whole
+ * filesystem before anything points at the file (a deploy does).
  */
-export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644, tmpDir = path.dirname(file)): void {
+export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o644, tmpDir = path.dirname(file), sync = true): void {
   const tmp = `${tmpDir}/${path.basename(file)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const fd = fs.openSync(tmp, 'w', mode);
   try {
     fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
+    if (sync) fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -314,7 +316,7 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o64
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  fsyncDir(path.dirname(file));
+  if (sync) fsyncDir(path.dirname(file));
 }
 
 export function fsyncDir(dir: string): void {

@@ -213,8 +213,9 @@ export async function applyDeploy(sysroot: Sysroot, plan: DeployPlan, opts: Depl
       mergeFrom: plan.mergeFrom ? deploymentId(plan.mergeFrom) : undefined,
       triesLeft: plan.triesLeft,
     };
-    sysroot.writeOrigin(ref, makeOrigin(plan.refspec, opts.originExtra));
-    if (etc) sysroot.updateState(ref, (s) => (s.etc = etc ?? undefined));
+    // Not fsynced one by one: the switch below (or the staged record) syncs the filesystem first.
+    sysroot.writeOrigin(ref, makeOrigin(plan.refspec, opts.originExtra), plan.stage);
+    if (etc) sysroot.updateState(ref, (s) => (s.etc = etc ?? undefined), plan.stage);
     fs.renameSync(work, final);
   } catch (err) {
     fs.rmSync(work, { recursive: true, force: true });

@@ -234,8 +234,9 @@ export class Sysroot {
     }
   }
 
-  writeOrigin(d: { stateroot: string; checksum: string; serial: number }, origin: Origin): void {
-    writeFileAtomic(this.originFile(d), formatIni(origin));
+  /** `sync: false` when a boot-configuration switch (which syncs the filesystem) follows before anything reads it. */
+  writeOrigin(d: { stateroot: string; checksum: string; serial: number }, origin: Origin, sync = true): void {
+    writeFileAtomic(this.originFile(d), formatIni(origin), 0o644, path.dirname(this.originFile(d)), sync);
   }
 
   readState(d: { stateroot: string; checksum: string; serial: number }): DeploymentState {
@@ -246,10 +247,10 @@ export class Sysroot {
     }
   }
 
-  updateState(d: { stateroot: string; checksum: string; serial: number }, change: (s: DeploymentState) => void): void {
+  updateState(d: { stateroot: string; checksum: string; serial: number }, change: (s: DeploymentState) => void, sync = true): void {
     const s = this.readState(d);
     change(s);
-    writeFileAtomic(this.stateFile(d), JSON.stringify(s, null, 2) + '\n');
+    writeFileAtomic(this.stateFile(d), JSON.stringify(s, null, 2) + '\n', 0o644, path.dirname(this.stateFile(d)), sync);
   }
 
   /** The staged deployment, if one waits for finalization and is not in the boot order yet. */
