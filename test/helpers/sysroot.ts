@@ -85,7 +85,8 @@ export function snapshot(sysroot: string): string[] {
     for (const e of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const p = path.join(dir, e.name);
       const r = rel ? `${rel}/${e.name}` : e.name;
-      if (r === 'ostree/strata.lock' || r === 'ostree/repo/tmp') continue;
+      // The lock, the repo's scratch space, and its symlink cache (derived from objects, content-addressed).
+      if (r === 'ostree/strata.lock' || r === 'ostree/repo/tmp' || r === 'ostree/repo/extensions/strata') continue;
       const st = fs.lstatSync(p);
       out.push(`${r} ${st.isDirectory() ? 'd' : st.isSymbolicLink() ? `l ${fs.readlinkSync(p)}` : `f ${st.size} ${(st.mode & 0o7777).toString(8)}`}`);
       if (st.isDirectory()) walk(p, r);
