@@ -19,5 +19,6 @@ import { register as serve } from './serve.js';
 import { register as remote } from './remote.js';
 import { register as admin } from './admin.js';
 import { register as health } from './health.js';
+import { register as staticDelta } from './static-delta.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, remote, serve, admin, health, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, staticDelta, remote, serve, admin, health, tour];
