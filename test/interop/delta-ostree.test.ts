@@ -19,7 +19,7 @@ import { type Checksum } from '../../src/core/objects.js';
 import { staticDeltaDir } from '../../src/core/deltas.js';
 import { parsePartPayload, parseSuperblock, serializePartPayload, serializeSuperblock } from '../../src/core/delta-format.js';
 import { generateDelta } from '../../src/remote/delta-generate.js';
-import { applyDelta, localFetch } from '../../src/remote/delta-apply.js';
+import { applyDelta, localFetch, offeredDelta } from '../../src/remote/delta-apply.js';
 import { StrataError } from '../../src/errors.js';
 
 const hasOstree = spawnSync('ostree', ['--version']).status === 0;
@@ -176,7 +176,10 @@ describe('static deltas', () => {
     ok(strata(['summary', '-u', '--repo', server]), 'summary -u');
     const view = ok(ostree(['summary', '--view', `--repo=${server}`]), 'ostree summary --view');
     expect(view).toContain(`${A}-${B}`);
-    expect(strata(['summary', '--view', '--repo', server, '--json']).json<{ staticDeltas: Record<string, string> }>().staticDeltas).toHaveProperty(`${A}-${B}`);
+    const summaryView = strata(['summary', '--view', '--repo', server, '--json']).json<{ staticDeltas: Record<string, string> }>();
+    const digest = offeredDelta(summaryView, A, B);
+    expect(digest).toBe(createHash('sha256').update(fs.readFileSync(path.join(server, staticDeltaDir({ from: A, to: B }), 'superblock'))).digest('hex'));
+    expect(offeredDelta(summaryView, B, A)).toBeUndefined();
   });
 
   it.skipIf(!hasOstree)('ostree pull --require-static-deltas fetches and applies our delta from strata serve', async () => {
