@@ -10,7 +10,7 @@ export function register(program: Command): void {
     .option('--from <rev>', 'the commit devices have (ref, checksum or prefix)')
     .option('--empty', 'a delta from nothing: the whole commit')
     .requiredOption('--to <rev>', 'the commit to deliver')
-    .option('--xz-preset <n>', 'xz preset for the parts, 0-9 (default 3)')
+    .option('--xz-preset <n>', 'xz preset for the parts, 0-9 (default 6; 3 is about twice as fast, ~9% larger)')
     .option('--no-bsdiff', 'send changed files whole instead of as binary patches')
     .option('--json', 'print JSON')
     .action(async (o: { repo?: string; from?: string; empty?: boolean; to: string; xzPreset?: string; bsdiff: boolean; json?: boolean }) => {
