@@ -128,7 +128,7 @@ function fileMeta(modes: [number, number, number][], xattrs: [Buffer, Buffer][][
 }
 
 /** Runs one part's operations, staging every object it makes. */
-async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Checksum }[], payloadBytes: Buffer): Promise<void> {
+async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Checksum }[], payloadBytes: Buffer, maxFile: number): Promise<void> {
   const { modes, xattrs, data, ops } = parsePartPayload(payloadBytes);
   const slice = (off: number, len: number): Buffer => {
     if (off + len > data.length) throw corrupt(`delta operation reads ${len} bytes at ${off}, past the part's ${data.length} bytes`);
@@ -191,7 +191,10 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
         if (t.type !== 'file') throw corrupt(`delta part opens ${t.type} ${t.checksum} as a file`);
         const meta = fileMeta(modes, xattrs, arg(), arg());
         if ((meta.mode & S_IFMT) !== S_IFREG) throw corrupt('delta part opens a symlink for writing');
-        open = { checksum: t.checksum, meta, size: arg(), chunks: [], got: 0 };
+        const size = arg();
+        // The size comes from the delta: bound it before anything is allocated for it.
+        if (size > maxFile) throw corrupt(`delta part opens a ${size}-byte file, more than the ${maxFile} bytes its header allows`);
+        open = { checksum: t.checksum, meta, size, chunks: [], got: 0 };
         break;
       }
       case OP.write: {
@@ -318,7 +321,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       if (body[0] === 0x78) payload = await xzDecompress(body.subarray(1), limit);
       else if (body[0] === 0) payload = body.subarray(1);
       else throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
-      await executePart(ctx, h.objects, payload);
+      await executePart(ctx, h.objects, payload, limit);
       opts.onProgress?.(i + 1, sb.parts.length);
     }
     for (const f of sb.fallbacks) {
