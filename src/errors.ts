@@ -57,6 +57,9 @@ export const ERROR_CODES = {
   REMOTE_NOT_FOUND: { exit: 66, meaning: 'no remote of that name is configured in the repository' },
   HTTP_ERROR: { exit: 69, meaning: 'a download failed: connection refused or reset, timeout, or an HTTP status other than success' },
   DOWNGRADE_REFUSED: { exit: 1, meaning: 'the pulled commit is older than the one the local ref names; pass `--allow-downgrade` to move back' },
+  DELTA_NOT_FOUND: { exit: 66, meaning: 'the repository or remote has no static delta between those commits; make one with `strata static-delta generate`' },
+  DELTA_MALFORMED: { exit: 65, meaning: 'a static delta superblock or part cannot be parsed' },
+  DELTA_CORRUPT: { exit: 65, meaning: 'a static delta part or the object it makes does not match its checksum; nothing was stored' },
   LISTEN_FAILED: { exit: 71, meaning: 'the server could not listen on the address (port in use, or not permitted)' },
 } as const;
 

@@ -58,7 +58,7 @@ export function canonicalXattrs(xattrs: readonly Xattr[]): Xattr[] {
   return [...xattrs].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
 }
 
-function xattrsToGVariant(xattrs: readonly Xattr[]): [Buffer, Buffer][] {
+export function xattrsToGVariant(xattrs: readonly Xattr[]): [Buffer, Buffer][] {
   // Names are bytestrings: their trailing NUL is part of the stored value.
   return canonicalXattrs(xattrs).map((x) => {
     const name = Buffer.from(x.name, 'utf8');
@@ -69,7 +69,7 @@ function xattrsToGVariant(xattrs: readonly Xattr[]): [Buffer, Buffer][] {
   });
 }
 
-function xattrsFromGVariant(raw: [Buffer, Buffer][]): Xattr[] {
+export function xattrsFromGVariant(raw: [Buffer, Buffer][]): Xattr[] {
   return raw.map(([name, value]) => {
     if (name.length < 2 || name[name.length - 1] !== 0 || name.indexOf(0) !== name.length - 1) {
       throw new StrataError('OBJECT_MALFORMED', 'xattr name is not a NUL-terminated string');

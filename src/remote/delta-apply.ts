@@ -1,0 +1,362 @@
+// Applies a static delta in OSTree's format (ours or libostree's) to an
+// archive or bare-user repository. Every part is checked against the SHA-256
+// its superblock lists before it is decompressed; every object it makes is
+// re-hashed and must be the object the part header names, before it is
+// staged in a Transaction. Nothing is stored unless the whole delta applies
+// and the target commit's tree is complete.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { StrataError, ioError } from '../errors.js';
+import {
+  type Checksum, type DirTree, type FileMeta, type Metadata, type ObjectType, S_IFLNK, S_IFMT, S_IFREG, fileChecksum, parseArchiveHeader, parseCommit, parseDirTree,
+  xattrsFromGVariant,
+} from '../core/objects.js';
+import { type Superblock, OP, parsePartPayload, parseSuperblock, readVarUint } from '../core/delta-format.js';
+import { applyPatch } from '../core/bsdiff.js';
+import { deltaName, staticDeltaDir } from '../core/deltas.js';
+import { Repo, inflateBody } from '../repo/repo.js';
+import { Transaction } from '../repo/transaction.js';
+import { stageContent } from '../repo/stage-content.js';
+import { writeCommitMeta } from './sign.js';
+
+/** Fetches a file of the remote repository by its path relative to the repository (e.g. `deltas/ab/cd…/superblock`). */
+export type FetchFile = (relPath: string) => Promise<Buffer>;
+
+export interface ApplyDeltaOptions {
+  repo: string | Repo;
+  fetch: FetchFile;
+  from: Checksum | null;
+  to: Checksum;
+  /** SHA-256 (hex) of the superblock as the (verified) summary lists it; checked when given. */
+  superblockDigest?: string;
+  onProgress?: (partsDone: number, parts: number) => void;
+}
+
+export interface ApplyDeltaResult {
+  name: string;
+  commit: Checksum;
+  parts: number;
+  /** Parts not fetched because the repository held all their objects. */
+  partsSkipped: number;
+  /** Bytes fetched: superblock, parts and fallback objects. */
+  bytesFetched: number;
+  objectsWritten: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+const corrupt = (msg: string, data: Record<string, unknown> = {}): StrataError => new StrataError('DELTA_CORRUPT', msg, data);
+const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** A FetchFile reading from a repository directory on this machine. */
+export function localFetch(repoDir: string): FetchFile {
+  return async (rel) => {
+    const file = path.join(repoDir, rel);
+    try {
+      return await fs.promises.readFile(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('DELTA_NOT_FOUND', `${file} does not exist`, { path: file });
+      throw ioError(err, 'read', file);
+    }
+  };
+}
+
+async function xzDecompress(input: Buffer, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('xz', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let size = 0;
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => {
+      size += b.length;
+      if (size > limit) {
+        child.kill();
+        reject(corrupt(`a delta part decompresses to more than the ${limit} bytes its header allows`));
+      } else out.push(b);
+    });
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') reject(new StrataError('TOOL_MISSING', "cannot read a delta part: the 'xz' command is missing; install the Debian package xz-utils", { command: 'xz', package: 'xz-utils' }));
+      else reject(ioError(err, 'run', 'xz'));
+    });
+    child.on('close', (code) => {
+      if (code === 0) resolve(Buffer.concat(out));
+      else reject(corrupt(`a delta part is not valid xz data: ${stderr.trim().replace(/^xz: \(stdin\): /, '') || `exit code ${code}`}`));
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+  });
+}
+
+interface Ctx {
+  repo: Repo;
+  tx: Transaction;
+  /** Objects staged in this transaction (metadata with its bytes, readable before the commit). */
+  staged: Map<string, Buffer>;
+  written: number;
+}
+
+function stageMetadata(ctx: Ctx, type: ObjectType, expected: Checksum, bytes: Buffer): void {
+  const actual = sha256hex(bytes);
+  if (actual !== expected) throw corrupt(`delta made ${type} ${actual} where its header names ${expected}`, { expected, actual });
+  if (type === 'dirtree') parseDirTree(bytes); // refuses malformed trees and unsafe names before they are stored
+  if (ctx.tx.writeMetadata(type as 'dirtree' | 'dirmeta' | 'commit', bytes).written) ctx.written++;
+  ctx.staged.set(`${expected}.${type}`, bytes);
+}
+
+async function stageFile(ctx: Ctx, expected: Checksum, meta: FileMeta, content: Buffer | undefined): Promise<void> {
+  const actual = fileChecksum(meta, content);
+  if (actual !== expected) throw corrupt(`delta made file ${actual} where its header names ${expected}`, { expected, actual });
+  const r = await stageContent(
+    { repoPath: ctx.repo.path, stagingDir: ctx.tx.stagingDir, archive: ctx.repo.archive, level: 6 },
+    { data: content ?? Buffer.alloc(0), meta, size: content?.length ?? 0 },
+  );
+  if (r.written && ctx.tx.noteStaged(r.checksum, 'file')) ctx.written++;
+  ctx.staged.set(`${expected}.file`, EMPTY);
+}
+
+function fileMeta(modes: [number, number, number][], xattrs: [Buffer, Buffer][][], mi: number, xi: number): FileMeta {
+  const m = modes[mi];
+  const x = xattrs[xi];
+  if (!m || !x) throw corrupt(`delta operation names mode ${mi} or xattr set ${xi}, which the part does not have`);
+  const [uid, gid, mode] = m;
+  const fmt = mode & S_IFMT;
+  if (fmt !== S_IFREG && fmt !== S_IFLNK) throw corrupt(`delta makes a file of mode 0${mode.toString(8)}, neither a regular file nor a symlink`);
+  return { uid, gid, mode, symlinkTarget: '', xattrs: xattrsFromGVariant(x) };
+}
+
+/** Runs one part's operations, staging every object it makes. */
+async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Checksum }[], payloadBytes: Buffer, maxFile: number): Promise<void> {
+  const { modes, xattrs, data, ops } = parsePartPayload(payloadBytes);
+  const slice = (off: number, len: number): Buffer => {
+    if (off + len > data.length) throw corrupt(`delta operation reads ${len} bytes at ${off}, past the part's ${data.length} bytes`);
+    return data.subarray(off, off + len);
+  };
+  let index = 0;
+  let pos = 0;
+  let source: Buffer | null = null;
+  let open: { checksum: Checksum; meta: FileMeta; size: number; chunks: Buffer[]; got: number } | null = null;
+  const arg = (): number => {
+    const [v, next] = readVarUint(ops, pos);
+    pos = next;
+    return v;
+  };
+  const target = (): { type: ObjectType; checksum: Checksum } => {
+    const t = objects[index];
+    if (!t) throw corrupt('delta part makes more objects than its header lists');
+    if (open) throw corrupt('delta part opens an object while another is open');
+    return t;
+  };
+  const finishOpen = async (): Promise<void> => {
+    if (!open) throw corrupt('delta part closes an object it did not open');
+    if (open.got !== open.size) throw corrupt(`delta part wrote ${open.got} bytes of a ${open.size}-byte file`);
+    await stageFile(ctx, open.checksum, open.meta, Buffer.concat(open.chunks));
+    open = null;
+    source = null;
+    index++;
+  };
+  const append = (b: Buffer): void => {
+    if (!open) throw corrupt('delta part writes with no object open');
+    if (open.got + b.length > open.size) throw corrupt('delta part writes past the end of a file');
+    open.chunks.push(b);
+    open.got += b.length;
+  };
+  while (pos < ops.length) {
+    const op = ops[pos++];
+    switch (op) {
+      case OP.openSpliceAndClose: {
+        const t = target();
+        if (t.type !== 'file') {
+          const len = arg();
+          const off = arg();
+          stageMetadata(ctx, t.type, t.checksum, Buffer.from(slice(off, len)));
+        } else {
+          const meta = fileMeta(modes, xattrs, arg(), arg());
+          const len = arg();
+          const bytes = slice(arg(), len);
+          if ((meta.mode & S_IFMT) === S_IFLNK) {
+            const linkTarget = bytes.toString('utf8');
+            if (!Buffer.from(linkTarget, 'utf8').equals(bytes)) throw corrupt('delta symlink target is not UTF-8');
+            await stageFile(ctx, t.checksum, { ...meta, symlinkTarget: linkTarget }, undefined);
+          } else await stageFile(ctx, t.checksum, meta, bytes);
+        }
+        source = null;
+        index++;
+        break;
+      }
+      case OP.open: {
+        const t = target();
+        if (t.type !== 'file') throw corrupt(`delta part opens ${t.type} ${t.checksum} as a file`);
+        const meta = fileMeta(modes, xattrs, arg(), arg());
+        if ((meta.mode & S_IFMT) !== S_IFREG) throw corrupt('delta part opens a symlink for writing');
+        const size = arg();
+        // The size comes from the delta: bound it before anything is allocated for it.
+        if (size > maxFile) throw corrupt(`delta part opens a ${size}-byte file, more than the ${maxFile} bytes its header allows`);
+        open = { checksum: t.checksum, meta, size, chunks: [], got: 0 };
+        break;
+      }
+      case OP.write: {
+        const len = arg();
+        const off = arg();
+        if (source) {
+          if (off + len > source.length) throw corrupt(`delta part copies ${len} bytes at ${off} from a ${source.length}-byte source`);
+          append(source.subarray(off, off + len));
+        } else append(slice(off, len));
+        break;
+      }
+      case OP.setReadSource: {
+        const sum = slice(arg(), 32).toString('hex') as Checksum;
+        let loaded;
+        try {
+          loaded = ctx.repo.loadFile(sum);
+        } catch (err) {
+          if (err instanceof StrataError && err.code === 'OBJECT_MISSING') throw new StrataError('OBJECT_MISSING', `delta patches file ${sum}, which the repository does not have`, { checksum: sum });
+          throw err;
+        }
+        if (!loaded.content) throw corrupt(`delta patches ${sum}, which is a symlink`);
+        source = loaded.content;
+        break;
+      }
+      case OP.unsetReadSource:
+        source = null;
+        break;
+      case OP.close:
+        await finishOpen();
+        break;
+      case OP.bspatch: {
+        const off = arg();
+        const len = arg();
+        if (!open || !source) throw corrupt('delta part patches with no object open or no source set');
+        append(applyPatch(source, slice(off, len), open.size - open.got));
+        break;
+      }
+      default:
+        throw corrupt(`delta part holds unknown operation 0x${op.toString(16)}`);
+    }
+  }
+  if (open) throw corrupt('delta part ends with an object still open');
+  if (index !== objects.length) throw corrupt(`delta part made ${index} of the ${objects.length} objects its header lists`);
+}
+
+/** Fetches a fallback object from the remote's archive objects/ and stages it. */
+async function applyFallback(ctx: Ctx, fetch: FetchFile, type: ObjectType, checksum: Checksum): Promise<number> {
+  const rel = `objects/${checksum.slice(0, 2)}/${checksum.slice(2)}.${type === 'file' ? 'filez' : type}`;
+  const bytes = await fetch(rel);
+  if (type !== 'file') {
+    stageMetadata(ctx, type, checksum, bytes);
+    return bytes.length;
+  }
+  const h = parseArchiveHeader(bytes);
+  const isLink = (h.meta.mode & S_IFMT) === S_IFLNK;
+  await stageFile(ctx, checksum, h.meta, isLink ? undefined : inflateBody(bytes.subarray(h.bodyOffset), h.size, checksum));
+  return bytes.length;
+}
+
+/** Every object of `to`'s tree must be in the repository or staged now. */
+function checkComplete(ctx: Ctx, sb: Superblock): void {
+  const has = (checksum: Checksum, type: ObjectType): boolean => ctx.staged.has(`${checksum}.${type}`) || ctx.repo.hasObject(checksum, type);
+  const seen = new Set<string>();
+  const missing = (what: string): StrataError =>
+    new StrataError('DELTA_CORRUPT', `delta ${deltaName(sb)} leaves ${what} of commit ${sb.to} missing`, { to: sb.to });
+  const walk = (tree: Checksum, meta: Checksum): void => {
+    if (!has(meta, 'dirmeta')) throw missing(`dirmeta ${meta}`);
+    if (seen.has(tree)) return;
+    seen.add(tree);
+    const bytes = ctx.staged.get(`${tree}.dirtree`);
+    let t: DirTree;
+    if (bytes) t = parseDirTree(bytes);
+    else if (ctx.repo.hasObject(tree, 'dirtree')) t = ctx.repo.loadDirTree(tree);
+    else throw missing(`dirtree ${tree}`);
+    for (const f of t.files) if (!has(f.checksum, 'file')) throw missing(`file ${f.checksum} (${f.name})`);
+    for (const d of t.dirs) walk(d.tree, d.meta);
+  };
+  const commit = parseCommit(sb.commit);
+  walk(commit.rootTree, commit.rootMeta);
+}
+
+/**
+ * Fetches and applies the static delta FROM→TO (FROM null: from nothing),
+ * storing every object of TO the repository lacks. FROM must be in the
+ * repository. Moves no ref: the caller does that after it returns.
+ */
+export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaResult> {
+  const repo = typeof opts.repo === 'string' ? Repo.open(opts.repo) : opts.repo;
+  const { from, to, fetch } = opts;
+  const name = deltaName({ from, to });
+  const dir = staticDeltaDir({ from, to });
+  if (from && !repo.hasObject(from, 'commit')) {
+    throw new StrataError('OBJECT_MISSING', `cannot apply delta ${name}: the repository does not have commit ${from}`, { checksum: from });
+  }
+  const sbBytes = await fetch(`${dir}/superblock`);
+  let bytesFetched = sbBytes.length;
+  if (opts.superblockDigest !== undefined && sha256hex(sbBytes) !== opts.superblockDigest) {
+    throw corrupt(`the superblock of delta ${name} does not match the digest the summary lists`, { expected: opts.superblockDigest, actual: sha256hex(sbBytes) });
+  }
+  const sb = parseSuperblock(sbBytes);
+  if (sb.to !== to || sb.from !== from) throw corrupt(`the superblock at ${dir} is for delta ${deltaName(sb)}, not ${name}`);
+  if (sha256hex(sb.commit) !== to) throw corrupt(`delta ${name} carries a commit object that is not ${to}`);
+
+  const tx = Transaction.begin(repo);
+  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0 };
+  let partsSkipped = 0;
+  try {
+    for (let i = 0; i < sb.parts.length; i++) {
+      const h = sb.parts[i];
+      if (h.version !== 0) throw corrupt(`delta part ${i} has version ${h.version}; strata reads version 0`);
+      if (h.objects.every((o) => repo.hasObject(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) {
+        partsSkipped++;
+        opts.onProgress?.(i + 1, sb.parts.length);
+        continue;
+      }
+      const body = await fetch(`${dir}/${i}`);
+      bytesFetched += body.length;
+      if (body.length !== h.size || sha256hex(body) !== h.checksum) {
+        throw corrupt(`delta part ${i} of ${name} does not match its checksum (${body.length} bytes, expected ${h.size})`, { part: i });
+      }
+      // libostree sizes parts by uncompressed objects; the payload adds modes, ops and patch framing.
+      const limit = Math.max(h.usize * 2, 1 << 20) + 64 * 1024 * 1024;
+      let payload: Buffer;
+      if (body[0] === 0x78) payload = await xzDecompress(body.subarray(1), limit);
+      else if (body[0] === 0) payload = body.subarray(1);
+      else throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
+      await executePart(ctx, h.objects, payload, limit);
+      opts.onProgress?.(i + 1, sb.parts.length);
+    }
+    for (const f of sb.fallbacks) {
+      if (repo.hasObject(f.checksum, f.type) || ctx.staged.has(`${f.checksum}.${f.type}`)) continue;
+      bytesFetched += await applyFallback(ctx, fetch, f.type, f.checksum);
+    }
+    checkComplete(ctx, sb);
+    stageMetadata(ctx, 'commit', to, sb.commit);
+    tx.commit();
+  } catch (err) {
+    tx.abort();
+    throw err;
+  }
+  const detached = sb.metadata.find(([k]) => k === `${dir}/commitmeta`);
+  if (detached && detached[1].type === 'a{sv}') writeCommitMeta(repo, to, detached[1].value as Metadata);
+  return { name, commit: to, parts: sb.parts.length, partsSkipped, bytesFetched, objectsWritten: ctx.written };
+}
+
+/**
+ * The superblock digest (hex) of the delta FROM→TO when a summary offers it,
+ * else undefined: what `pull` passes on as `superblockDigest`.
+ */
+export function offeredDelta(view: { staticDeltas: Record<string, string> }, from: Checksum | null, to: Checksum): string | undefined {
+  return Object.hasOwn(view.staticDeltas, deltaName({ from, to })) ? view.staticDeltas[deltaName({ from, to })] : undefined;
+}
+
+/** The superblock of a delta in a local repository, parsed (for `static-delta show`). */
+export function readSuperblock(repo: Repo, from: Checksum | null, to: Checksum): Superblock {
+  const file = path.join(repo.path, staticDeltaDir({ from, to }), 'superblock');
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('DELTA_NOT_FOUND', `${repo.path} has no static delta ${deltaName({ from, to })}`, { path: file });
+    throw ioError(err, 'read', file);
+  }
+  return parseSuperblock(bytes);
+}
