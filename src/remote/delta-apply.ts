@@ -19,7 +19,7 @@ import { applyPatch } from '../core/bsdiff.js';
 import { deltaName, staticDeltaDir } from '../core/deltas.js';
 import { Repo, inflateBody } from '../repo/repo.js';
 import { Transaction } from '../repo/transaction.js';
-import { stageContent } from '../repo/stage-content.js';
+import { stageContent, stagedName } from '../repo/stage-content.js';
 import { writeCommitMeta } from './sign.js';
 
 /** Fetches a file of the remote repository by its path relative to the repository (e.g. `deltas/ab/cd…/superblock`). */
@@ -32,6 +32,12 @@ export interface ApplyDeltaOptions {
   to: Checksum;
   /** SHA-256 (hex) of the superblock as the (verified) summary lists it; checked when given. */
   superblockDigest?: string;
+  /**
+   * The commit's detached metadata as the caller fetched (and verified) it,
+   * stored in the same transaction as the commit; null: store none. When
+   * undefined, the metadata the superblock carries is written after the commit.
+   */
+  detachedMetadata?: Buffer | null;
   onProgress?: (partsDone: number, parts: number) => void;
 }
 
@@ -240,6 +246,19 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
   if (index !== objects.length) throw corrupt(`delta part made ${index} of the ${objects.length} objects its header lists`);
 }
 
+/** Stages detached metadata (named by its commit, not its hash) unless the repository holds the same bytes. */
+function stageCommitMeta(ctx: Ctx, commit: Checksum, bytes: Buffer): void {
+  const file = ctx.repo.objectFile(commit, 'commitmeta');
+  if (fs.existsSync(file) && fs.readFileSync(file).equals(bytes)) return;
+  const staged = path.join(ctx.tx.stagingDir, stagedName(commit, 'commitmeta', ctx.repo.archive));
+  try {
+    fs.writeFileSync(staged, bytes, { mode: 0o644 });
+  } catch (err) {
+    throw ioError(err, 'stage object', staged);
+  }
+  if (ctx.tx.noteStaged(commit, 'commitmeta')) ctx.written++;
+}
+
 /** Fetches a fallback object from the remote's archive objects/ and stages it. */
 async function applyFallback(ctx: Ctx, fetch: FetchFile, type: ObjectType, checksum: Checksum): Promise<number> {
   const rel = `objects/${checksum.slice(0, 2)}/${checksum.slice(2)}.${type === 'file' ? 'filez' : type}`;
@@ -329,6 +348,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       bytesFetched += await applyFallback(ctx, fetch, f.type, f.checksum);
     }
     checkComplete(ctx, sb);
+    if (opts.detachedMetadata) stageCommitMeta(ctx, to, opts.detachedMetadata);
     stageMetadata(ctx, 'commit', to, sb.commit);
     tx.commit();
   } catch (err) {
@@ -336,7 +356,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
     throw err;
   }
   const detached = sb.metadata.find(([k]) => k === `${dir}/commitmeta`);
-  if (detached && detached[1].type === 'a{sv}') writeCommitMeta(repo, to, detached[1].value as Metadata);
+  if (opts.detachedMetadata === undefined && detached && detached[1].type === 'a{sv}') writeCommitMeta(repo, to, detached[1].value as Metadata);
   return { name, commit: to, parts: sb.parts.length, partsSkipped, bytesFetched, objectsWritten: ctx.written };
 }
 

@@ -5,7 +5,11 @@
 // Order of trust: the ref is resolved through the summary (verified when the
 // remote has keys), the commit is fetched and hashed, its detached metadata
 // is fetched and the signature checked BEFORE any tree or content object is
-// requested. Every object is re-hashed on arrival with OSTree's checksum
+// requested. When the summary offers a static delta to the commit (from the
+// commit the local ref names, or from nothing when the repository has no
+// usable one), the delta is applied instead of walking objects, and a delta
+// the server does not have (404) falls back to the walk; see decision 0008.
+// Every object is re-hashed on arrival with OSTree's checksum
 // rules before it is kept; wrong bytes are asked for once more, then
 // reported with the URL and both checksums.
 //
@@ -36,6 +40,8 @@ import { verifyContentFile } from '../repo/verify-content.js';
 import { type PublicKey, signaturesIn, verifySignatures } from './sign.js';
 import { fetchRemoteSummary, getRemote, remoteKeys } from './remotes.js';
 import { type Fetched, Fetcher } from './fetcher.js';
+import { type FetchFile, applyDelta, offeredDelta } from './delta-apply.js';
+import type { SummaryView } from './summary.js';
 
 export interface PullOptions {
   /** Local repository (archive or bare-user). */
@@ -52,6 +58,8 @@ export interface PullOptions {
   jobs?: number;
   /** Move the ref even to a commit older than the one it names. */
   allowDowngrade?: boolean;
+  /** Never use a static delta the summary offers; fetch objects (ostree's --disable-static-deltas). */
+  disableStaticDeltas?: boolean;
   /** Retries of a transient network failure (default 5). */
   retries?: number;
   /** Idle timeout of a request in ms (default 30 s). */
@@ -60,12 +68,23 @@ export interface PullOptions {
 }
 
 export interface PullProgress {
-  /** Objects done (fetched or resumed) and known so far; the total grows while trees arrive. */
+  /** Objects done (fetched or resumed) and known so far; the total grows while trees arrive. While a delta applies: its parts. */
   done: number;
   total: number;
   bytes: number;
   /** Whether tree metadata is still being walked (the total is not final yet). */
   scanning: boolean;
+  /** Whether `done`/`total` count parts of a static delta rather than objects. */
+  delta: boolean;
+}
+
+export interface PullDelta {
+  /** `FROM-TO`, or `TO` for a delta from nothing, as the summary lists it. */
+  name: string;
+  /** Parts the delta has (parts whose objects were all present are not fetched). */
+  parts: number;
+  /** Bytes fetched for it: superblock, parts and fallback objects. */
+  bytes: number;
 }
 
 export interface PullResult {
@@ -83,6 +102,8 @@ export interface PullResult {
   version: string | null;
   /** The key (base64) whose signature verified the commit, or null when the remote has no keys. */
   verifiedBy: string | null;
+  /** The static delta applied, or null when objects were fetched one by one. */
+  delta: PullDelta | null;
   commits: number;
   objects: {
     /** Objects downloaded in this run. */
@@ -135,7 +156,10 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
   const fetcher = new Fetcher({ url: remote.url, jobs, retries: opts.retries, timeoutMs: opts.timeoutMs });
   let unlock: (() => void) | undefined;
   try {
-    const commit = byChecksum ? (opts.rev as Checksum) : await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.rev, fetcher);
+    // The summary is fetched once: it names the ref's commit and the deltas on offer.
+    const { commit, summary } = byChecksum
+      ? { commit: opts.rev as Checksum, summary: opts.disableStaticDeltas ? null : await remoteSummaryOrNull(opts.repo, remote.name) }
+      : await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.rev, fetcher);
     // Nothing but the commit and its signature is fetched before the signature verifies.
     const head = await fetchCommit(fetcher, commit, keys, remote.name);
     if (!head) throw new StrataError('HTTP_ERROR', `remote ${remote.name} has no commit ${commit} (${fetcher.url(objectPath(commit, 'commit', true)).href}: 404 Not Found)`, { url: fetcher.url(objectPath(commit, 'commit', true)).href, status: 404 });
@@ -158,9 +182,33 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
       throw ioError(err, 'create', stagingDir);
     }
     unlock = acquirePidLock(path.join(stagingDir, 'lock'), (pid) => new StrataError('REPO_LOCKED', `another pull from ${remote.name} into ${repo.path} is running (process ${pid})`, { pid }));
+    let delta: PullDelta | null = null;
+    let deltaStored = 0;
+    const plan = opts.disableStaticDeltas || !summary ? null : chooseDelta(repo, summary, previous, commit);
+    if (plan) {
+      try {
+        const r = await applyDelta({
+          repo,
+          fetch: deltaFetch(fetcher),
+          from: plan.from,
+          to: commit,
+          superblockDigest: plan.digest,
+          // The metadata whose signature was just verified, not the copy inside the superblock.
+          detachedMetadata: head.meta,
+          onProgress: (done, parts) => opts.onProgress?.({ done, total: parts, bytes: fetcher.bytesReceived, scanning: false, delta: true }),
+        });
+        delta = { name: r.name, parts: r.parts, bytes: r.bytesFetched };
+        deltaStored = r.objectsWritten;
+      } catch (err) {
+        // The summary lists a delta the server lacks (a stale summary, a mirror without deltas): walk objects, as ostree does.
+        const missing = isStrataError(err, 'DELTA_NOT_FOUND') || (isStrataError(err, 'HTTP_ERROR') && err.data.status === 404);
+        if (!missing) throw err;
+      }
+    }
+    // After a delta the commit is complete: this fetches only parents for --depth and stores nothing new.
     const session = new PullSession(repo, fetcher, stagingDir, jobs, keys, remote.name, opts.onProgress);
     await session.run(head, depth);
-    const stored = applyPull(repo, stagingDir, session);
+    const stored = applyPull(repo, stagingDir, session) + deltaStored;
     if (localRef && previous !== commit) writeRef(repo, localRef, commit);
     const version = head.commit.metadata.find(([k]) => k === 'version');
     return {
@@ -174,6 +222,7 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
       timestamp: head.commit.timestamp,
       version: version && version[1].type === 's' ? (version[1].value as string) : null,
       verifiedBy: head.verifiedBy,
+      delta,
       commits: session.commits.size,
       objects: { fetched: session.fetchedMeta + session.fetchedContent, metadata: session.fetchedMeta, content: session.fetchedContent, resumed: session.resumed, stored },
       bytes: { fetched: fetcher.bytesReceived, resumedPartial: fetcher.bytesResumed },
@@ -201,7 +250,7 @@ export async function remoteRefCommit(opts: { repo: string; remote: string; ref:
   const remote = getRemote({ repo: opts.repo, name: opts.remote });
   const fetcher = new Fetcher({ url: remote.url, jobs: 1 });
   try {
-    const checksum = await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.ref, fetcher);
+    const { commit: checksum } = await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.ref, fetcher);
     const rel = objectPath(checksum, 'commit', true);
     const bytes = await fetcher.getBuffer(rel, { maxBytes: 1 << 20 });
     if (!bytes || createHash('sha256').update(bytes).digest('hex') !== checksum) {
@@ -213,23 +262,69 @@ export async function remoteRefCommit(opts: { repo: string; remote: string; ref:
   }
 }
 
-async function resolveRemoteRef(repoPath: string, name: string, url: string, ref: string, fetcher: Fetcher): Promise<Checksum> {
+/** The remote's summary (verified when the remote has keys), or null when it serves none. */
+async function remoteSummaryOrNull(repoPath: string, name: string): Promise<SummaryView | null> {
   try {
-    const s = await fetchRemoteSummary({ repo: repoPath, name });
-    const entry = s.summary.refs.find((r) => r.name === ref);
-    if (!entry) {
-      throw new StrataError('REF_NOT_FOUND', `remote ${name} (${url}) offers no ref '${ref}' (its summary lists ${s.summary.refs.length}); see 'strata remote refs ${name}'`, { remote: name, ref });
-    }
-    return entry.checksum;
+    return (await fetchRemoteSummary({ repo: repoPath, name })).summary;
   } catch (err) {
-    if (!isStrataError(err, 'SUMMARY_NOT_FOUND')) throw err;
+    if (isStrataError(err, 'SUMMARY_NOT_FOUND')) return null;
+    throw err;
+  }
+}
+
+/** The commit a ref names, and the summary it was read from (null: the remote has none). */
+async function resolveRemoteRef(repoPath: string, name: string, url: string, ref: string, fetcher: Fetcher): Promise<{ commit: Checksum; summary: SummaryView | null }> {
+  const summary = await remoteSummaryOrNull(repoPath, name);
+  if (summary) {
+    const entry = summary.refs.find((r) => r.name === ref);
+    if (!entry) {
+      throw new StrataError('REF_NOT_FOUND', `remote ${name} (${url}) offers no ref '${ref}' (its summary lists ${summary.refs.length}); see 'strata remote refs ${name}'`, { remote: name, ref });
+    }
+    return { commit: entry.checksum, summary };
   }
   // No summary (as ostree falls back to): the ref file itself.
   const body = await fetcher.getBuffer(`refs/heads/${ref}`, { allowMissing: true, maxBytes: 4096 });
   if (body === null) throw new StrataError('REF_NOT_FOUND', `remote ${name} (${url}) has no summary and no refs/heads/${ref}`, { remote: name, ref });
   const text = body.toString('utf8').trim();
   if (!isChecksum(text)) throw new StrataError('INVALID_CHECKSUM', `remote ${name}: refs/heads/${ref} holds '${text.slice(0, 80)}', not a checksum`, { remote: name, ref });
-  return text;
+  return { commit: text, summary: null };
+}
+
+/** A commit stored by an interrupted ostree pull: present, but its tree may lack objects. */
+function isPartialCommit(repo: Repo, checksum: Checksum): boolean {
+  return fs.existsSync(path.join(repo.path, 'state', `${checksum}.commitpartial`));
+}
+
+/**
+ * The static delta to apply, as ostree picks it: FROM→TO when the local ref
+ * names a complete commit FROM here; from nothing when there is no such
+ * commit; none when TO is already complete or the summary offers neither.
+ */
+export function chooseDelta(repo: Repo, summary: { staticDeltas: Record<string, string> }, previous: Checksum | null, to: Checksum): { from: Checksum | null; digest: string } | null {
+  if (repo.hasObject(to, 'commit') && !isPartialCommit(repo, to)) return null;
+  if (previous !== null && previous !== to && repo.hasObject(previous, 'commit') && !isPartialCommit(repo, previous)) {
+    const digest = offeredDelta(summary, previous, to);
+    return digest === undefined ? null : { from: previous, digest };
+  }
+  const digest = offeredDelta(summary, null, to);
+  return digest === undefined ? null : { from: null, digest };
+}
+
+/** Delta parts are held in memory; libostree makes them of 32 MiB uncompressed at most by default. */
+const MAX_DELTA_PART = 256 * 1024 * 1024;
+/** libostree sends large new files as fallback objects beside the parts. */
+const MAX_DELTA_FALLBACK = 1024 * 1024 * 1024;
+
+/** Reads files of a delta through the pull's fetcher (retries, keep-alive, byte counts); 404 is DELTA_NOT_FOUND. */
+function deltaFetch(fetcher: Fetcher): FetchFile {
+  return async (rel) => {
+    const body = await fetcher.getBuffer(rel, { allowMissing: true, maxBytes: rel.startsWith('objects/') ? MAX_DELTA_FALLBACK : MAX_DELTA_PART });
+    if (body === null) {
+      const url = fetcher.url(rel).href;
+      throw new StrataError('DELTA_NOT_FOUND', `the remote lists a static delta it does not serve: ${url}: 404 Not Found`, { url, status: 404 });
+    }
+    return body;
+  };
 }
 
 interface FetchedCommit {
@@ -379,6 +474,7 @@ class PullSession {
       total: this.known,
       bytes: this.fetcher.bytesReceived,
       scanning: this.metaQueue.length > 0,
+      delta: false,
     });
   }
 
