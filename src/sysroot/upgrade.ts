@@ -36,7 +36,8 @@ export interface UpgradeResult {
   downloaded: boolean;
   deployed: { stateroot: string; checksum: Checksum; serial: number; staged: boolean } | null;
   changes: { added: number; removed: number; modified: number; metadata: number } | null;
-  pulled: { objects: number; bytes: number } | null;
+  /** What the pull fetched: objects one by one, or a static delta's parts. */
+  pulled: { objects: number; bytes: number; delta: string | null } | null;
 }
 
 function splitRefspec(refspec: string): { remote: string | null; ref: string } {
@@ -78,7 +79,7 @@ export async function upgrade(opts: UpgradeOptions): Promise<UpgradeResult> {
   } else if (remote) {
     const r = await pull({ repo: repoPath, remote, rev: ref, allowDowngrade: opts.allowDowngrade, onProgress: opts.onProgress });
     target = r.commit;
-    pulled = { objects: r.objects.fetched, bytes: r.bytes.fetched };
+    pulled = { objects: r.objects.fetched, bytes: r.bytes.fetched, delta: r.delta?.name ?? null };
   } else {
     const c = readRef(sysroot.repo(), ref);
     if (!c) throw new StrataError('REF_NOT_FOUND', `the sysroot repository has no ref '${ref}'`, { ref });

@@ -228,7 +228,8 @@ export function register(program: Command): void {
     if (!r.available) return out(`No update: ${r.refspec} is still ${from}`);
     if (o.check) return out(`Update available on ${r.refspec}: ${from} -> ${v(r.to)}`);
     if (!r.deployed) return out(`Downloaded ${v(r.to)} from ${r.refspec}${r.pulled ? ` (${r.pulled.objects} objects, ${formatBytes(r.pulled.bytes)})` : ''}; not deployed (--download-only)`);
-    out(`${switchTo ? 'Switched to' : 'Upgraded'} ${r.refspec}: ${from} -> ${v(r.to)}${r.pulled ? `; fetched ${r.pulled.objects} objects, ${formatBytes(r.pulled.bytes)}` : ''}`);
+    const fetched = r.pulled ? `; fetched ${r.pulled.delta ? 'a static delta' : `${r.pulled.objects} objects`}, ${formatBytes(r.pulled.bytes)}` : '';
+    out(`${switchTo ? 'Switched to' : 'Upgraded'} ${r.refspec}: ${from} -> ${v(r.to)}${fetched}`);
     if (r.changes) out(`Changes: ${r.changes.added} added, ${r.changes.removed} removed, ${r.changes.modified} modified, ${r.changes.metadata} metadata only`);
     out(r.deployed.staged ? 'Staged: it becomes the default at shutdown; reboot to use it' : 'Deployed as the default; reboot to use it');
   };
