@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { register as init } from './init.js';
 import { register as commit } from './commit.js';
+import { register as compose } from './compose.js';
 import { register as checkout } from './checkout.js';
 import { register as refs } from './refs.js';
 import { register as revParse } from './rev-parse.js';
@@ -20,4 +21,4 @@ import { register as remote } from './remote.js';
 import { register as admin } from './admin.js';
 import { register as health } from './health.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, remote, serve, admin, health, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, compose, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, remote, serve, admin, health, tour];
