@@ -74,8 +74,10 @@ async function under<T>(m: Manifest, at: KeyPath, fn: () => T | Promise<T>): Pro
     return await fn();
   } catch (err) {
     if (err instanceof StrataError && err.data.manifestKey === undefined) {
-      err.message = `${m.where(at)}: ${err.message}`;
-      err.data.manifestKey = at.join('.');
+      const where = Array.isArray(err.data.manifestAt) ? (err.data.manifestAt as KeyPath) : at;
+      err.message = `${m.where(where)}: ${err.message}`;
+      err.data.manifestKey = where.join('.');
+      delete err.data.manifestAt;
     }
     throw err;
   }

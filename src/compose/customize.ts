@@ -161,19 +161,25 @@ export function addAccounts(tree: StagingTree, groups: GroupSpec[], users: UserS
   const gshadow = loadAccount(tree, 'gshadow', 0o640);
   const day = String(Math.floor(timestamp / 86400));
 
+  // Errors name the manifest entry they come from (manifestAt), so the message can point at its line.
+  let at: (string | number)[] = [];
   const addGroup = (name: string, gid: number, members: string[]): void => {
-    if (group.rows.some((r) => r[0] === name)) throw new StrataError('COMPOSE_CONFLICT', `group '${name}' already exists in /etc/group`, { name });
+    if (group.rows.some((r) => r[0] === name)) throw new StrataError('COMPOSE_CONFLICT', `group '${name}' already exists in /etc/group`, { name, manifestAt: at });
     const clash = group.rows.find((r) => r[2] === String(gid));
-    if (clash) throw new StrataError('COMPOSE_CONFLICT', `gid ${gid} of group '${name}' is already group '${clash[0]}' in /etc/group`, { name, gid });
+    if (clash) throw new StrataError('COMPOSE_CONFLICT', `gid ${gid} of group '${name}' is already group '${clash[0]}' in /etc/group`, { name, gid, manifestAt: at });
     group.rows.push([name, 'x', String(gid), members.join(',')]);
     if (gshadow.exists) gshadow.rows.push([name, '!', '', members.join(',')]);
   };
-  for (const g of groups) addGroup(g.name, g.gid, g.members);
+  for (const [i, g] of groups.entries()) {
+    at = ['groups', i];
+    addGroup(g.name, g.gid, g.members);
+  }
 
-  for (const u of users) {
-    if (passwd.rows.some((r) => r[0] === u.name)) throw new StrataError('COMPOSE_CONFLICT', `user '${u.name}' already exists in /etc/passwd`, { name: u.name });
+  for (const [i, u] of users.entries()) {
+    at = ['users', i];
+    if (passwd.rows.some((r) => r[0] === u.name)) throw new StrataError('COMPOSE_CONFLICT', `user '${u.name}' already exists in /etc/passwd`, { name: u.name, manifestAt: at });
     const clash = passwd.rows.find((r) => r[2] === String(u.uid));
-    if (clash) throw new StrataError('COMPOSE_CONFLICT', `uid ${u.uid} of user '${u.name}' is already user '${clash[0]}' in /etc/passwd`, { name: u.name, uid: u.uid });
+    if (clash) throw new StrataError('COMPOSE_CONFLICT', `uid ${u.uid} of user '${u.name}' is already user '${clash[0]}' in /etc/passwd`, { name: u.name, uid: u.uid, manifestAt: at });
     let gid = u.gid;
     if (gid === undefined) {
       const own = group.rows.find((r) => r[0] === u.name);
@@ -187,7 +193,7 @@ export function addAccounts(tree: StagingTree, groups: GroupSpec[], users: UserS
     if (shadow.exists) shadow.rows.push([u.name, '!', day, '0', '99999', '7', '', '', '']);
     for (const gname of u.groups) {
       const row = group.rows.find((r) => r[0] === gname);
-      if (!row) throw new StrataError('COMPOSE_CONFLICT', `user '${u.name}' is to join group '${gname}', which is not in /etc/group; add it under groups`, { name: u.name, group: gname });
+      if (!row) throw new StrataError('COMPOSE_CONFLICT', `user '${u.name}' is to join group '${gname}', which is not in /etc/group; add it under groups`, { name: u.name, group: gname, manifestAt: at });
       const members = (row[3] ?? '').split(',').filter(Boolean);
       if (!members.includes(u.name)) row[3] = [...members, u.name].join(',');
       const srow = gshadow.rows.find((r) => r[0] === gname);
@@ -238,17 +244,18 @@ export function applyUnits(tree: StagingTree, enable: string[], mask: string[]):
     made.push(`/${rel} -> ${target}`);
   };
   const done = new Set<string>();
+  let at: (string | number)[] = [];
   const enableOne = (name: string, requestedBy: string | null): void => {
     if (done.has(name)) return;
     done.add(name);
     // foo@bar.service is an instance of the template foo@.service.
-    const at = name.indexOf('@');
+    const sign = name.indexOf('@');
     const dot = name.lastIndexOf('.');
-    const template = at >= 0 && at + 1 < dot ? `${name.slice(0, at + 1)}${name.slice(dot)}` : null;
+    const template = sign >= 0 && sign + 1 < dot ? `${name.slice(0, sign + 1)}${name.slice(dot)}` : null;
     const unit = findUnit(tree, name) ?? (template ? findUnit(tree, template) : null);
     if (!unit) {
       const why = requestedBy ? ` (named by Also= of ${requestedBy})` : '';
-      throw new StrataError('COMPOSE_CONFLICT', `cannot enable ${name}${why}: no unit file in /${UNIT_DIRS.join(', /')}`, { unit: name });
+      throw new StrataError('COMPOSE_CONFLICT', `cannot enable ${name}${why}: no unit file in /${UNIT_DIRS.join(', /')}`, { unit: name, manifestAt: at });
     }
     const fileName = findUnit(tree, name) ? name : (template as string);
     const target = `/${unit.dir}/${fileName}`;
@@ -256,14 +263,17 @@ export function applyUnits(tree: StagingTree, enable: string[], mask: string[]):
     const wanted = install.WantedBy ?? [];
     const required = install.RequiredBy ?? [];
     if (wanted.length + required.length + (install.Alias ?? []).length + (install.Also ?? []).length === 0) {
-      throw new StrataError('COMPOSE_CONFLICT', `cannot enable ${name}: its unit file has no [Install] section (WantedBy=, RequiredBy=, Alias=)`, { unit: name });
+      throw new StrataError('COMPOSE_CONFLICT', `cannot enable ${name}: its unit file has no [Install] section (WantedBy=, RequiredBy=, Alias=)`, { unit: name, manifestAt: at });
     }
     for (const w of wanted) link(`etc/systemd/system/${w}.wants/${name}`, target);
     for (const r of required) link(`etc/systemd/system/${r}.requires/${name}`, target);
     for (const a of install.Alias ?? []) link(`etc/systemd/system/${a}`, target);
     for (const also of install.Also ?? []) enableOne(also, name);
   };
-  for (const name of enable) enableOne(name, null);
+  for (const [i, name] of enable.entries()) {
+    at = ['units', 'enable', i];
+    enableOne(name, null);
+  }
   for (const name of mask) link(`etc/systemd/system/${name}`, '/dev/null');
   return made;
 }

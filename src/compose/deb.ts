@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { StrataError, ioError } from '../errors.js';
 import { readAr } from '../core/ar.js';
 import { TarReader } from '../core/tar.js';
@@ -184,14 +185,14 @@ function recordInDpkg(tree: StagingTree, control: Stanza, pkg: string, arch: str
     if (tree.realPath(d) === null || !tree.lstat(tree.realPath(d) as string)) tree.mkdir(d, { mode: 0o755, uid: 0, gid: 0, xattrs: [] });
   }
   const fields = control.fields.filter(([k]) => k !== 'Status');
-  const md5 = new Map<string, string>();
-  for (const line of (ctl.get('md5sums')?.toString('utf8') ?? '').split('\n')) {
-    const m = /^([0-9a-f]{32})\s+(.+)$/.exec(line);
-    if (m) md5.set('/' + m[2].replace(/^\.?\//, ''), m[1]);
-  }
+  // dpkg records each conffile's md5 as unpacked; computed here, since md5sums is optional in a .deb.
+  const md5 = (p: string): string => {
+    const data = tree.readFile(p.split('/').filter(Boolean));
+    return data ? createHash('md5').update(data).digest('hex') : 'newconffile';
+  };
   const conffiles = (ctl.get('conffiles')?.toString('utf8') ?? '').split('\n').map((l) => l.trim()).filter((l) => l.startsWith('/'));
   const entry: Stanza = { fields: [fields[0], ['Status', 'install ok unpacked'], ...fields.slice(1)] };
-  if (conffiles.length > 0) entry.fields.push(['Conffiles', '\n' + conffiles.map((c) => ` ${c} ${md5.get(c) ?? 'newconffile'}`).join('\n')]);
+  if (conffiles.length > 0) entry.fields.push(['Conffiles', '\n' + conffiles.map((c) => ` ${c} ${md5(c)}`).join('\n')]);
 
   const statusParts = ['var', 'lib', 'dpkg', 'status'];
   const stanzas = parseControl(tree.readFile(statusParts)?.toString('utf8') ?? '');
