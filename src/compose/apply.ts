@@ -12,6 +12,8 @@ import { type EntryMeta, type StagingTree } from './tree.js';
 export interface TarApplyOptions {
   /** OCI layer rules: `.wh.NAME` deletes NAME from lower layers, `.wh..wh..opq` empties its directory of them. */
   whiteouts?: boolean;
+  /** Directories that exist keep their owner and mode, as dpkg leaves them (tar and OCI layers set them). */
+  keepExistingDirs?: boolean;
   /** Called with every path the tarball puts in the tree (for a package's file list); may throw to refuse it. */
   onPath?: (parts: string[], entry: TarEntry) => void;
 }
@@ -74,7 +76,7 @@ export async function applyTarball(tree: StagingTree, file: string, opts: TarApp
     created.add(parts.join('/'));
     switch (entry.type) {
       case 'directory':
-        tree.mkdir(parts, metaOf(entry));
+        if (!(opts.keepExistingDirs && tree.isDirectory(parts))) tree.mkdir(parts, metaOf(entry));
         opts.onPath?.(parts, entry);
         return;
       case 'symlink':

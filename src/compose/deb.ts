@@ -154,6 +154,7 @@ export async function applyDeb(tree: StagingTree, file: string, state: DebLayerS
     let files = 0;
     try {
       await applyTarball(tree, dataFile, {
+        keepExistingDirs: true,
         onPath: (parts, entry) => {
           const p = '/' + parts.join('/');
           listed.push(p);

@@ -286,6 +286,12 @@ export class StagingTree {
     for (const x of meta.xattrs) this.setXattr(real, x);
   }
 
+  /** True when the path (symlinks followed in the tree) is a directory. */
+  isDirectory(parts: string[]): boolean {
+    const real = this.realPath(parts, true);
+    return real !== null && !!this.lstat(real)?.isDirectory();
+  }
+
   /** Reads a file of the tree following symlinks in root; null when it does not exist. */
   readFile(parts: string[]): Buffer | null {
     const real = this.realPath(parts, true);

@@ -68,6 +68,23 @@ describe('deb layers', () => {
     expect(cat(repo, 't/deb', '/usr/share/factory/var/lib/dpkg/info/tool.md5sums')).toContain('usr/bin/tool');
   });
 
+  it('leaves directories that exist as they are, as dpkg does (a tar layer sets them)', async () => {
+    const dir = tmpDir();
+    fs.mkdirSync(path.join(dir, 'base/opt/site'), { recursive: true });
+    fs.chmodSync(path.join(dir, 'base/opt'), 0o700);
+    buildDeb(dir, 'siteapp', '1', { 'opt/site/app': 'app\n' });
+    write(dir, 'layer/srv/x', 'x\n');
+    fs.chmodSync(path.join(dir, 'layer/srv'), 0o750);
+    fs.mkdirSync(path.join(dir, 'base/srv'));
+    tarball(path.join(dir, 'layer'), path.join(dir, 'layer.tar'));
+    const repo = newRepo();
+    await compose({ manifest: manifest(dir, 'ref: t/dirs\nbase: {dir: base}\nlayers:\n  - deb: siteapp_1_all.deb\n  - tar: layer.tar\n'), repo, env: {} });
+    const e = entries(repo, 't/dirs');
+    expect(e.get('/opt')?.mode).toBe(0o700);
+    expect(e.get('/opt/site/app')?.type).toBe('file');
+    expect(e.get('/srv')?.mode).toBe(0o750);
+  });
+
   it('refuses two packages that ship the same file', async () => {
     const dir = tmpDir();
     buildDeb(dir, 'one', '1', { 'usr/bin/same': 'one\n' });
