@@ -18,7 +18,7 @@ import { applyDir, applyTarball } from './apply.js';
 import { type AssembleStats, assemble, checkSpecialFiles } from './assemble.js';
 import { isRoot, loadBase, run } from './base.js';
 import { addAccounts, applyUnits, removeGlobs, writeFiles, writeSymlinks } from './customize.js';
-import { type DebInfo, type DebLayerState, aptDownload, applyDeb } from './deb.js';
+import { type DebInfo, type DebLayerState, aptDownload, applyDeb, installDebsWithScripts } from './deb.js';
 import { commitChecksum, diffAgainst, hashDirectory, treeChecksums } from './dry-run.js';
 import { type Manifest, loadManifest } from './manifest.js';
 import { applyOci } from './oci.js';
@@ -105,6 +105,9 @@ function checkInputs(m: Manifest): void {
     else for (const it of l.items) if (it.file !== undefined) mustExist(it.file, l.at, 'file');
   }
   m.files.forEach((f, i) => f.source !== undefined && mustExist(f.source, ['files', i, 'source'], 'file'));
+  for (const l of m.layers) {
+    if (l.kind === 'deb' && l.scripts && !isRoot) throw new StrataError('NEEDS_ROOT', `${m.where([...l.at.slice(0, -1), 'scripts'])}: installing packages with their scripts runs dpkg in a chroot, which needs root`, {});
+  }
   if (m.postprocess.length > 0 && !isRoot) {
     throw new StrataError('NEEDS_ROOT', `${m.where(['postprocess'])}: postprocess commands run in a chroot of the tree, which needs root; run compose as root or move the work into layers`, {});
   }
@@ -149,7 +152,8 @@ export async function compose(opts: ComposeOptions): Promise<ComposeResult> {
           const fetched = names.length > 0 ? aptDownload(names, path.join(work, 'apt')) : [];
           const files = l.items.map((i) => i.file ?? (fetched.shift() as string));
           const infos: DebInfo[] = [];
-          for (const f of files) infos.push(await applyDeb(tree, f, debState));
+          if (l.scripts) infos.push(...(await installDebsWithScripts(tree, files, m.timestamp)));
+          else for (const f of files) infos.push(await applyDeb(tree, f, debState));
           layers.push({ kind: 'deb', source: files.map((f) => path.basename(f)).join(' '), packages: infos.map(({ package: p, version, architecture }) => ({ package: p, version, architecture })) });
         }
       });

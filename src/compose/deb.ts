@@ -156,6 +156,7 @@ export async function applyDeb(tree: StagingTree, file: string, state: DebLayerS
       await applyTarball(tree, dataFile, {
         keepExistingDirs: true,
         onPath: (parts, entry) => {
+          if (parts.length === 0) return; // the root is the list's '/.'
           const p = '/' + parts.join('/');
           listed.push(p);
           if (entry.type === 'directory') return;
@@ -208,4 +209,43 @@ function recordInDpkg(tree: StagingTree, control: Stanza, pkg: string, arch: str
   tree.writeFile(['var', 'lib', 'dpkg', 'info', `${infoName}.list`], Buffer.from(listed.join('\n') + '\n'), DPKG_FILE);
   const sums = ctl.get('md5sums');
   if (sums) tree.writeFile(['var', 'lib', 'dpkg', 'info', `${infoName}.md5sums`], sums, DPKG_FILE);
+}
+
+/** `scripts: true`: the tree's own dpkg installs the packages in a chroot, maintainer scripts and all. */
+export async function installDebsWithScripts(tree: StagingTree, files: string[], timestamp: number): Promise<DebInfo[]> {
+  const dpkg = tree.realPath(['usr', 'bin', 'dpkg']);
+  if (dpkg === null || !tree.lstat(dpkg)?.isFile()) {
+    throw new StrataError('COMMAND_FAILED', 'scripts: true needs dpkg in the tree (/usr/bin/dpkg); use a Debian base, or leave scripts out to unpack the packages', {});
+  }
+  const infos: DebInfo[] = [];
+  const inTree = '/tmp/strata-compose-debs';
+  const dir = path.join(tree.root, inTree);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  try {
+    const names: string[] = [];
+    for (const [i, f] of files.entries()) {
+      const members = readAr(fs.readFileSync(f));
+      const control = members.find((m) => /^control\.tar/.test(m.name));
+      if (!control) throw new StrataError('DEB_MALFORMED', `${f} is not a valid Debian package: no control.tar member`, { path: f });
+      const name = `${String(i).padStart(3, '0')}-${path.basename(f)}`;
+      fs.copyFileSync(f, path.join(dir, name));
+      names.push(`${inTree}/${name}`);
+      const ctlFile = path.join(dir, `${name}.${control.name}`);
+      fs.writeFileSync(ctlFile, control.data);
+      const stanza = parseControl((await readTarMembers(ctlFile, new Set(['control']))).get('control')?.toString('utf8') ?? '')[0];
+      fs.rmSync(ctlFile);
+      infos.push({ file: f, package: (stanza && field(stanza, 'Package')) ?? '', version: (stanza && field(stanza, 'Version')) ?? '', architecture: (stanza && field(stanza, 'Architecture')) ?? 'all', files: 0 });
+    }
+    const env = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', DEBIAN_FRONTEND: 'noninteractive', SOURCE_DATE_EPOCH: String(timestamp), HOME: '/root' };
+    const r = spawnSync('chroot', [tree.root, 'dpkg', '--force-confdef', '--force-confold', '-i', ...names], { encoding: 'utf8', env });
+    if (r.status !== 0) {
+      const last = `${r.stderr ?? ''}${r.error ? String(r.error) : ''}`.trim().split('\n').filter(Boolean).pop() ?? `exit ${r.status}`;
+      throw new StrataError('COMMAND_FAILED', `dpkg -i in the tree failed: ${last}`, { files });
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // dpkg's own logs would make the tree depend on when compose ran.
+  for (const log of [['var', 'log', 'dpkg.log'], ['var', 'log', 'alternatives.log']]) tree.remove(log);
+  return infos;
 }

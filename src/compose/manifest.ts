@@ -50,6 +50,8 @@ const layer = z.strictObject({
   oci: nonEmpty.optional(),
   /** oci: the platform to pick from an image index, as os/arch (default linux and this machine's arch). */
   platform: nonEmpty.optional(),
+  /** deb: install with the tree's own dpkg in a chroot, maintainer scripts run (root only). */
+  scripts: z.boolean().optional(),
 });
 
 const fileEntry = z.strictObject({
@@ -112,7 +114,7 @@ export type LayerSpec =
   | { kind: 'dir'; path: string; at: KeyPath }
   | { kind: 'tar'; path: string; at: KeyPath }
   /** Local files (absolute paths) and package names, in the order given. */
-  | { kind: 'deb'; items: { file?: string; name?: string }[]; at: KeyPath }
+  | { kind: 'deb'; items: { file?: string; name?: string }[]; scripts: boolean; at: KeyPath }
   | { kind: 'oci'; path: string; platform?: string; at: KeyPath };
 
 export interface FileSpec {
@@ -383,6 +385,7 @@ export function parseManifest(text: string, file: string, env: NodeJS.ProcessEnv
     const at: KeyPath = ['layers', i];
     const kind = exactlyOne(l, ['dir', 'tar', 'deb', 'oci'], at, 'a layer', problems);
     if (l.platform !== undefined && kind !== 'oci') problems.push({ at: [...at, 'platform'], message: "only an 'oci' layer takes a platform" });
+    if (l.scripts !== undefined && kind !== 'deb') problems.push({ at: [...at, 'scripts'], message: "only a 'deb' layer takes scripts" });
     if (kind === 'dir' || kind === 'tar') layers.push({ kind, path: input(l[kind] as string), at: [...at, kind] });
     else if (kind === 'oci') layers.push({ kind, path: input(l.oci as string), platform: l.platform, at: [...at, 'oci'] });
     else if (kind === 'deb') {
@@ -394,7 +397,7 @@ export function parseManifest(text: string, file: string, env: NodeJS.ProcessEnv
           problems.push({ at: typeof l.deb === 'string' ? [...at, 'deb'] : [...at, 'deb', j], message: `expected a .deb file or a Debian package name (name, name:arch or name=version), got ${JSON.stringify(it.name)}` });
         }
       }
-      layers.push({ kind, items, at: [...at, 'deb'] });
+      layers.push({ kind, items, scripts: l.scripts ?? false, at: [...at, 'deb'] });
     }
   });
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compose } from '../../src/compose/compose.js';
 import { Repo } from '../../src/repo/repo.js';
-import { isRoot, rootfsPair, tmpDir } from '../helpers/fixtures.js';
+import { isRoot, rootfsPair, sh, tmpDir } from '../helpers/fixtures.js';
 import { buildDeb, buildOciLayout, cat, entries, head, manifest, newRepo, snapshot, tarball, write } from './helpers.js';
 
 process.env.STRATA_WORKERS ??= '1';
@@ -278,12 +278,17 @@ describe.runIf(isRoot)('compose on a real Debian tree (cached rootfs-a as the ba
     if (!pair) throw new Error('rootfs-a could not be built');
     const dir = tmpDir();
     buildDeb(dir, 'usrmerge-probe', '1', { 'bin/probe-tool': '#!/bin/sh\necho probe\n', 'lib/probe/data': 'd\n' });
+    buildDeb(dir, 'scripted', '2', { 'usr/share/scripted/x': 'x\n' });
+    fs.writeFileSync(path.join(dir, 'scripted-src/DEBIAN/postinst'), '#!/bin/sh\nset -e\necho "postinst $1" > /etc/scripted-postinst\n', { mode: 0o755 });
+    sh('dpkg-deb', ['--root-owner-group', '--build', path.join(dir, 'scripted-src'), path.join(dir, 'scripted_2_all.deb')]);
     const m = manifest(dir, `
 ref: debian/x86_64/probe
 timestamp: 2024-01-01T00:00:00Z
 base: { dir: ${pair.a} }
 layers:
   - deb: usrmerge-probe_1_all.deb
+  - deb: scripted_2_all.deb
+    scripts: true
 users:
   - { name: alice, uid: 1000 }
 postprocess:
@@ -300,5 +305,10 @@ postprocess:
     expect(cat(repo, 'debian/x86_64/probe', '/usr/share/factory/var/lib/dpkg/status')).toMatch(/Package: usrmerge-probe\nStatus: install ok unpacked\n/);
     expect(cat(repo, 'debian/x86_64/probe', '/usr/lib/tmpfiles.d/strata-var.conf')).toContain('C /var/lib/dpkg/status - - - - /usr/share/factory/var/lib/dpkg/status');
     expect(r.var.varFiles).toBeGreaterThan(10);
+    // scripts: true ran the package's postinst with the tree's own dpkg, which recorded it as installed.
+    expect(cat(repo, 'debian/x86_64/probe', '/usr/etc/scripted-postinst')).toBe('postinst configure\n');
+    expect(cat(repo, 'debian/x86_64/probe', '/usr/share/factory/var/lib/dpkg/status')).toMatch(/Package: scripted\nStatus: install ok installed\n/);
+    expect(e.has('/usr/share/factory/var/log/dpkg.log')).toBe(false);
+    expect(r.layers[1].packages).toEqual([{ package: 'scripted', version: '2', architecture: 'all' }]);
   }, 180_000);
 });

@@ -62,9 +62,9 @@ describe('deb layers', () => {
     const status = cat(repo, 't/deb', '/usr/share/factory/var/lib/dpkg/status') ?? '';
     const md5 = createHash('md5').update('a=1\n').digest('hex');
     expect(status).toBe(`Package: tool\nStatus: install ok unpacked\nVersion: 1.2-3\nArchitecture: all\nMaintainer: Test <t@example.com>\nDescription: test package tool\n a longer description line\nDepends: libc6\nConffiles:\n /etc/tool/tool.conf ${md5}\n`);
-    const list = cat(repo, 't/deb', '/usr/share/factory/var/lib/dpkg/info/tool.list')?.split('\n');
-    expect(list).toContain('/usr/bin/tool');
-    expect(list).toContain('/etc/tool/tool.conf');
+    // As dpkg writes it: '/.' then every path, no empty names.
+    const list = cat(repo, 't/deb', '/usr/share/factory/var/lib/dpkg/info/tool.list');
+    expect(list).toBe('/.\n/etc\n/etc/tool\n/etc/tool/tool.conf\n/usr\n/usr/bin\n/usr/bin/tool\n');
     expect(cat(repo, 't/deb', '/usr/share/factory/var/lib/dpkg/info/tool.md5sums')).toContain('usr/bin/tool');
   });
 
