@@ -214,7 +214,10 @@ export async function compose(opts: ComposeOptions): Promise<ComposeResult> {
     }
 
     step('commit');
-    const r = await commit({ repo: repo.path, source: root, ...commitOpts, skipIfUnchanged: true, onProgress: opts.onProgress });
+    const r = await commit({
+      repo: repo.path, source: root, ...commitOpts, skipIfUnchanged: true, onProgress: opts.onProgress,
+      sourceDone: () => fs.rmSync(root, { recursive: true, force: true }),
+    });
     return { ...report, commit: r.commit, parent, unchanged: !!r.unchanged, dryRun: false, stats: r.stats };
   } finally {
     fs.rmSync(work, { recursive: true, force: true });

@@ -33,6 +33,12 @@ export interface CommitOptions extends SourceOptions {
   onProgress?: (done: number, total: number) => void;
   /** Write nothing when tree, subject, body and metadata equal the parent's (rpm-ostree compose does the same). */
   skipIfUnchanged?: boolean;
+  /**
+   * Called once every object is staged, before they are made durable: a caller
+   * that built `source` only for this commit removes it here, so the durability
+   * sync does not write its dirty pages to disk for nothing.
+   */
+  sourceDone?: () => void;
 }
 
 export interface CommitResult {
@@ -112,6 +118,7 @@ export async function commit(opts: CommitOptions): Promise<CommitResult> {
       };
     }
     const { checksum } = tx.writeMetadata('commit', serializeCommit(c));
+    opts.sourceDone?.();
     const written = tx.stagedCount;
     tx.commit();
     writeRef(repo, opts.branch, checksum);
