@@ -63,19 +63,19 @@ async function hashFile(file: string): Promise<string> {
 }
 
 /** The blob a descriptor names, once its size and sha256 match. */
-async function verifiedBlob(layout: string, d: Descriptor, what: string): Promise<string> {
+async function verifiedBlob(layout: string, shown: string, d: Descriptor, what: string): Promise<string> {
   const m = /^sha256:([a-f0-9]{64})$/.exec(d.digest);
-  if (!m) throw invalid(layout, `${what} has digest ${JSON.stringify(d.digest)}; strata reads sha256 digests only`);
+  if (!m) throw invalid(shown, `${what} has digest ${JSON.stringify(d.digest)}; strata reads sha256 digests only`);
   const file = path.join(layout, 'blobs', 'sha256', m[1]);
   let st: fs.Stats;
   try {
     st = fs.statSync(file);
   } catch {
-    throw invalid(layout, `${what} blob ${d.digest} is missing from blobs/sha256`, { digest: d.digest });
+    throw invalid(shown, `${what} blob ${d.digest} is missing from blobs/sha256`, { digest: d.digest });
   }
-  if (st.size !== d.size) throw invalid(layout, `${what} blob ${d.digest} has ${st.size} bytes, its descriptor says ${d.size}`, { digest: d.digest });
+  if (st.size !== d.size) throw invalid(shown, `${what} blob ${d.digest} has ${st.size} bytes, its descriptor says ${d.size}`, { digest: d.digest });
   const actual = await hashFile(file);
-  if (actual !== m[1]) throw invalid(layout, `${what} blob ${d.digest} does not match its digest (its sha256 is ${actual}): corrupt or tampered`, { digest: d.digest, actual });
+  if (actual !== m[1]) throw invalid(shown, `${what} blob ${d.digest} does not match its digest (its sha256 is ${actual}): corrupt or tampered`, { digest: d.digest, actual });
   return file;
 }
 
@@ -91,26 +91,26 @@ function pickManifest(list: Descriptor[], platform: string | undefined, where: s
   throw invalid(where, `${matching.length === 0 ? 'no manifest' : 'several manifests'} for platform ${osName}/${arch} (offered: ${offered}); set 'platform' on the layer`);
 }
 
-async function applyLayout(tree: StagingTree, layout: string, platform: string | undefined): Promise<OciResult> {
-  const marker = readJson(path.join(layout, 'oci-layout'), layout) as { imageLayoutVersion?: string };
-  if (typeof marker?.imageLayoutVersion !== 'string') throw invalid(layout, 'oci-layout has no imageLayoutVersion');
-  let index = readJson(path.join(layout, 'index.json'), layout) as { manifests?: unknown[] };
+async function applyLayout(tree: StagingTree, layout: string, platform: string | undefined, shown = layout): Promise<OciResult> {
+  const marker = readJson(path.join(layout, 'oci-layout'), shown) as { imageLayoutVersion?: string };
+  if (typeof marker?.imageLayoutVersion !== 'string') throw invalid(shown, 'oci-layout has no imageLayoutVersion');
+  let index = readJson(path.join(layout, 'index.json'), shown) as { manifests?: unknown[] };
   let descriptor: Descriptor;
   for (let depth = 0; ; depth++) {
-    if (!Array.isArray(index?.manifests)) throw invalid(layout, 'the index has no manifests list');
-    descriptor = pickManifest(index.manifests.map((m, i) => asDescriptor(m, layout, `manifests[${i}]`)), platform, layout);
+    if (!Array.isArray(index?.manifests)) throw invalid(shown, 'the index has no manifests list');
+    descriptor = pickManifest(index.manifests.map((m, i) => asDescriptor(m, shown, `manifests[${i}]`)), platform, shown);
     if (!descriptor.mediaType || !INDEX_TYPES.has(descriptor.mediaType)) break;
-    if (depth > 4) throw invalid(layout, 'image indexes nest too deeply');
-    index = readJson(await verifiedBlob(layout, descriptor, 'image index'), layout) as { manifests?: unknown[] };
+    if (depth > 4) throw invalid(shown, 'image indexes nest too deeply');
+    index = readJson(await verifiedBlob(layout, shown, descriptor, 'image index'), shown) as { manifests?: unknown[] };
   }
-  if (descriptor.mediaType && !MANIFEST_TYPES.has(descriptor.mediaType)) throw invalid(layout, `the chosen manifest has media type ${descriptor.mediaType}, not an image manifest`);
-  const manifest = readJson(await verifiedBlob(layout, descriptor, 'image manifest'), layout) as { config?: unknown; layers?: unknown[] };
-  if (!Array.isArray(manifest?.layers)) throw invalid(layout, `manifest ${descriptor.digest} lists no layers`);
-  await verifiedBlob(layout, asDescriptor(manifest.config, layout, 'config'), 'image config');
-  const layers = manifest.layers.map((l, i) => asDescriptor(l, layout, `layers[${i}]`));
+  if (descriptor.mediaType && !MANIFEST_TYPES.has(descriptor.mediaType)) throw invalid(shown, `the chosen manifest has media type ${descriptor.mediaType}, not an image manifest`);
+  const manifest = readJson(await verifiedBlob(layout, shown, descriptor, 'image manifest'), shown) as { config?: unknown; layers?: unknown[] };
+  if (!Array.isArray(manifest?.layers)) throw invalid(shown, `manifest ${descriptor.digest} lists no layers`);
+  await verifiedBlob(layout, shown, asDescriptor(manifest.config, shown, 'config'), 'image config');
+  const layers = manifest.layers.map((l, i) => asDescriptor(l, shown, `layers[${i}]`));
   // Check every blob before the first is applied: a bad digest leaves the tree as it was.
   const files: string[] = [];
-  for (const [i, l] of layers.entries()) files.push(await verifiedBlob(layout, l, `layer ${i + 1}`));
+  for (const [i, l] of layers.entries()) files.push(await verifiedBlob(layout, shown, l, `layer ${i + 1}`));
   for (const f of files) await applyTarball(tree, f, { whiteouts: true });
   return { manifest: descriptor.digest, layers: layers.map((l) => l.digest) };
 }
@@ -210,7 +210,7 @@ export async function applyOci(tree: StagingTree, source: string, platform: stri
   const dir = fs.mkdtempSync(path.join(work || os.tmpdir(), 'oci-'));
   try {
     await extractArchive(source, dir);
-    if (fs.existsSync(path.join(dir, 'index.json')) && fs.existsSync(path.join(dir, 'oci-layout'))) return await applyLayout(tree, dir, platform);
+    if (fs.existsSync(path.join(dir, 'index.json')) && fs.existsSync(path.join(dir, 'oci-layout'))) return await applyLayout(tree, dir, platform, source);
     if (fs.existsSync(path.join(dir, 'manifest.json'))) return await applyDockerArchive(tree, dir, source);
     throw invalid(source, 'the archive holds neither an OCI image layout (index.json) nor a docker save manifest.json');
   } finally {

@@ -124,6 +124,20 @@ describe('oci layers', () => {
     expect(layerDigests).toHaveLength(2);
   });
 
+  it('reads an archive holding an image layout (docker save since Docker 25), naming the archive in errors', async () => {
+    const dir = tmpDir();
+    const { layout, layerDigests } = buildOciLayout(dir, layers(dir));
+    sh('tar', ['-cf', path.join(dir, 'image.tar'), '-C', layout, '.']);
+    const repo = newRepo();
+    await compose({ manifest: manifest(dir, 'ref: t/ocitar\nlayers:\n  - oci: image.tar\n'), repo, env: {} });
+    expect(cat(repo, 't/ocitar', '/opt/dir/z')).toBe('z\n');
+    fs.rmSync(path.join(layout, 'blobs/sha256', layerDigests[1].slice(7)));
+    sh('tar', ['-cf', path.join(dir, 'broken.tar'), '-C', layout, '.']);
+    const err = await compose({ manifest: manifest(dir, 'ref: t/ocitar\nlayers:\n  - oci: broken.tar\n', 'b.yaml'), repo, env: {} }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'OCI_INVALID' });
+    expect((err as Error).message).toMatch(/b\.yaml:3:5: layers\[0\]\.oci: .*broken\.tar: layer 2 blob sha256:[0-9a-f]{64} is missing from blobs\/sha256$/);
+  });
+
   it('reads a docker save archive (manifest.json, diff_ids checked)', async () => {
     const dir = tmpDir();
     const [l1, l2] = layers(dir);
