@@ -6,6 +6,7 @@
 // itself is one transaction. `dryRun` writes nothing and reports the diff.
 
 import fs from 'node:fs';
+import { setAttributeSync } from '@napi-rs/xattr';
 import os from 'node:os';
 import path from 'node:path';
 import { StrataError, ioError } from '../errors.js';
@@ -29,7 +30,7 @@ export interface ComposeOptions {
   repo: string;
   /** Build and diff, write nothing to the repository. */
   dryRun?: boolean;
-  /** Where the staging tree is built (default: the system temp directory). */
+  /** Where the staging tree is built (default: /dev/shm when roomy, else the system temp directory). */
   workdir?: string;
   /** Environment for SOURCE_DATE_EPOCH (default: process.env). */
   env?: NodeJS.ProcessEnv;
@@ -115,6 +116,37 @@ function checkInputs(m: Manifest): void {
 
 const CHROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** A memory filesystem is used for the staging tree when it has this much free space. */
+const SHM_MIN_FREE = 4 * 1024 ** 3;
+
+/**
+ * Where the staging tree goes by default: /dev/shm when it is roomy and keeps
+ * user xattrs (Linux 6.6 and later), since the tree is written once, read
+ * once and thrown away; else the system temp directory. A tree that runs
+ * programs in a chroot (debootstrap, postprocess, dpkg scripts) needs its
+ * /dev/null to open, so a `nodev` /dev/shm is not used for it.
+ */
+export function defaultWorkdir(chroot = false): string {
+  const shm = '/dev/shm';
+  try {
+    if (chroot) {
+      const line = fs.readFileSync('/proc/mounts', 'utf8').split('\n').find((l) => l.split(' ')[1] === shm);
+      if (!line || line.split(' ')[3].split(',').includes('nodev')) return os.tmpdir();
+    }
+    const st = fs.statfsSync(shm);
+    if (st.bavail * st.bsize < SHM_MIN_FREE) return os.tmpdir();
+    const probe = fs.mkdtempSync(path.join(shm, 'strata-probe-'));
+    try {
+      setAttributeSync(probe, 'user.strata.probe', '1');
+      return shm;
+    } finally {
+      fs.rmSync(probe, { recursive: true, force: true });
+    }
+  } catch {
+    return os.tmpdir();
+  }
+}
+
 export async function compose(opts: ComposeOptions): Promise<ComposeResult> {
   const m = loadManifest(opts.manifest, opts.env);
   validateRefName(m.ref);
@@ -124,7 +156,8 @@ export async function compose(opts: ComposeOptions): Promise<ComposeResult> {
   checkInputs(m);
   const step = opts.onStep ?? (() => undefined);
 
-  const workParent = opts.workdir ?? os.tmpdir();
+  const chroot = m.postprocess.length > 0 || m.base?.kind === 'debootstrap' || m.layers.some((l) => l.kind === 'deb' && l.scripts);
+  const workParent = opts.workdir ?? defaultWorkdir(chroot);
   let work: string;
   try {
     fs.mkdirSync(workParent, { recursive: true });

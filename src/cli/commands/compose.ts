@@ -16,7 +16,7 @@ export function register(program: Command): void {
     .argument('<manifest>', 'manifest file (YAML)')
     .option('--repo <path>', 'repository path')
     .option('--dry-run', 'build the tree and show its diff against the ref, writing nothing to the repository')
-    .option('--workdir <dir>', 'where to build the staging tree (default: the system temp directory)')
+    .option('--workdir <dir>', 'where to build the staging tree (default: /dev/shm with 4 GiB free, else the system temp directory)')
     .option('--json', 'print JSON')
     .action(async (manifest: string, o: Flags) => {
       const { compose } = await import('../../compose/compose.js');
