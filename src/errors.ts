@@ -61,6 +61,12 @@ export const ERROR_CODES = {
   DELTA_MALFORMED: { exit: 65, meaning: 'a static delta superblock or part cannot be parsed' },
   DELTA_CORRUPT: { exit: 65, meaning: 'a static delta part or the object it makes does not match its checksum; nothing was stored' },
   LISTEN_FAILED: { exit: 71, meaning: 'the server could not listen on the address (port in use, or not permitted)' },
+  MANIFEST_INVALID: { exit: 65, meaning: 'the compose manifest is not valid YAML or breaks the schema; the message names the file, line, key and what is expected' },
+  COMPOSE_CONFLICT: { exit: 65, meaning: 'compose inputs disagree: a layer puts a file where a directory is, two packages ship one path, a user or group already exists' },
+  DEB_MALFORMED: { exit: 65, meaning: 'a `.deb` is not a valid Debian package (not an ar archive, or missing debian-binary, control.tar or data.tar)' },
+  OCI_INVALID: { exit: 65, meaning: 'an OCI image layout or `docker save` archive is malformed, or a blob does not match its sha256 digest' },
+  NEEDS_ROOT: { exit: 77, meaning: 'the operation needs root (chroot for postprocess or debootstrap, setting file owners)' },
+  COMMAND_FAILED: { exit: 1, meaning: 'a command strata ran for the user failed (a postprocess command, debootstrap, apt-get download); its last output line is shown' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

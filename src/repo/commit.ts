@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { StrataError } from '../errors.js';
 import {
-  type Checksum, type Commit, type Metadata, serializeCommit, serializeDirMeta, serializeDirTree,
+  type Checksum, type Commit, type Metadata, serializeCommit, serializeDirMeta, serializeDirTree, serializeVardict,
 } from '../core/objects.js';
 import { Repo } from './repo.js';
 import { checkRefWritable, readRef, resolveRev, validateRefName, writeRef } from './refs.js';
@@ -31,10 +31,20 @@ export interface CommitOptions extends SourceOptions {
   bindings?: boolean;
   /** Called as files are hashed: (done, total known so far). */
   onProgress?: (done: number, total: number) => void;
+  /** Write nothing when tree, subject, body and metadata equal the parent's (rpm-ostree compose does the same). */
+  skipIfUnchanged?: boolean;
+  /**
+   * Called once every object is staged, before they are made durable: a caller
+   * that built `source` only for this commit removes it here, so the durability
+   * sync does not write its dirty pages to disk for nothing.
+   */
+  sourceDone?: () => void;
 }
 
 export interface CommitResult {
   commit: Checksum;
+  /** True when skipIfUnchanged found the parent identical: `commit` is the parent and nothing was written. */
+  unchanged?: boolean;
   branch: string;
   parent: Checksum | null;
   rootTree: Checksum;
@@ -99,19 +109,16 @@ export async function commit(opts: CommitOptions): Promise<CommitResult> {
       ? await readSourceTar(opts.source, opts, stage, stats)
       : await readSourceDir(opts.source, opts, stage, stats);
     const { tree, meta } = await writeTree(tx, root);
-    const metadata: Metadata = (opts.metadata ?? []).map(([k, v]) => [k, { type: 's', value: v }]);
-    if (opts.bindings !== false) metadata.push(['ostree.ref-binding', { type: 'as', value: [opts.branch] }]);
-    const c: Commit = {
-      metadata,
-      parent,
-      related: [],
-      subject: opts.subject ?? '',
-      body: opts.body ?? '',
-      timestamp: opts.timestamp ?? defaultTimestamp(),
-      rootTree: tree,
-      rootMeta: meta,
-    };
+    const c = buildCommit(opts, parent, tree, meta);
+    if (opts.skipIfUnchanged && parent && sameAsParent(repo, parent, c)) {
+      tx.abort();
+      return {
+        commit: parent, unchanged: true, branch: opts.branch, parent, rootTree: tree, rootMeta: meta,
+        stats: { files: stats.files, dirs: stats.dirs, symlinks: stats.symlinks, contentBytes: stats.bytes, objectsWritten: 0, storedBytes: 0, skipped: stats.skipped },
+      };
+    }
     const { checksum } = tx.writeMetadata('commit', serializeCommit(c));
+    opts.sourceDone?.();
     const written = tx.stagedCount;
     tx.commit();
     writeRef(repo, opts.branch, checksum);
@@ -129,6 +136,31 @@ export async function commit(opts: CommitOptions): Promise<CommitResult> {
   } finally {
     await pool.close();
   }
+}
+
+/** The commit object `commit` writes for a tree (also used to predict a checksum without writing). */
+export function buildCommit(
+  opts: Pick<CommitOptions, 'metadata' | 'bindings' | 'branch' | 'subject' | 'body' | 'timestamp'>,
+  parent: Checksum | null, tree: Checksum, meta: Checksum,
+): Commit {
+  const metadata: Metadata = (opts.metadata ?? []).map(([k, v]) => [k, { type: 's', value: v }]);
+  if (opts.bindings !== false) metadata.push(['ostree.ref-binding', { type: 'as', value: [opts.branch] }]);
+  return {
+    metadata,
+    parent,
+    related: [],
+    subject: opts.subject ?? '',
+    body: opts.body ?? '',
+    timestamp: opts.timestamp ?? defaultTimestamp(),
+    rootTree: tree,
+    rootMeta: meta,
+  };
+}
+
+function sameAsParent(repo: Repo, parent: Checksum, c: Commit): boolean {
+  const p = repo.loadCommit(parent);
+  return p.rootTree === c.rootTree && p.rootMeta === c.rootMeta && p.subject === c.subject && p.body === c.body &&
+    serializeVardict(p.metadata).equals(serializeVardict(c.metadata));
 }
 
 function zlibLevel(repo: Repo): number {

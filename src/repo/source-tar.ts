@@ -62,7 +62,7 @@ export function looksLikeTarball(p: string): boolean {
   return head !== null && sniff(head) !== null;
 }
 
-interface Input {
+export interface TarInput {
   chunks: AsyncIterable<Buffer>;
   /** Resolves when the producer finished cleanly; throws its failure otherwise. */
   finish(): Promise<void>;
@@ -73,7 +73,7 @@ function decompressError(p: string, why: string): StrataError {
   return new StrataError('TAR_MALFORMED', `cannot decompress ${p}: ${why}`, { path: p });
 }
 
-function openInput(p: string, compression: Compression): Input {
+function openInput(p: string, compression: Compression): TarInput {
   if (compression === 'none' || compression === 'gzip') {
     const file = fs.createReadStream(p, { highWaterMark: 1 << 20 });
     if (compression === 'none') return { chunks: file, finish: async () => undefined, close: () => file.destroy() };
@@ -208,6 +208,15 @@ class TreeBuilder {
       this.stats.bytes -= node.size;
     }
   }
+}
+
+/** The decompressed bytes of a tarball (plain, gzip, xz or zstd, by content), for readers other than commit. */
+export function openTarball(p: string): TarInput {
+  const head = readHead(p);
+  if (head === null) throw new StrataError('SOURCE_NOT_FOUND', `${p} is not a tarball`, { path: p });
+  const compression = sniff(head);
+  if (compression === null) throw new StrataError('TAR_MALFORMED', `${p} is not a tarball (no gzip, xz or zstd magic, no valid tar header)`, { path: p });
+  return openInput(p, compression);
 }
 
 /** A regular file whose bytes are being read. */

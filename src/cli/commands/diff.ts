@@ -2,9 +2,9 @@ import type { Command } from 'commander';
 import { formatBytes, out, printJson, requireRepo } from '../output.js';
 import type { DiffEntry } from '../../repo/diff.js';
 
-const LETTER: Record<DiffEntry['change'], string> = { added: 'A', removed: 'D', modified: 'M', metadata: 'P' };
+export const LETTER: Record<DiffEntry['change'], string> = { added: 'A', removed: 'D', modified: 'M', metadata: 'P' };
 
-function describe(e: DiffEntry): string {
+export function describe(e: DiffEntry): string {
   const mode = (m?: number) => (m === undefined ? '?' : (m & 0o7777).toString(8).padStart(4, '0'));
   switch (e.change) {
     case 'added':

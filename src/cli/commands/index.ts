@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { register as init } from './init.js';
 import { register as commit } from './commit.js';
+import { register as compose } from './compose.js';
 import { register as checkout } from './checkout.js';
 import { register as refs } from './refs.js';
 import { register as revParse } from './rev-parse.js';
@@ -22,4 +23,4 @@ import { register as admin } from './admin.js';
 import { register as health } from './health.js';
 import { register as staticDelta } from './static-delta.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, staticDelta, remote, pull, serve, admin, health, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, compose, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, staticDelta, remote, pull, serve, admin, health, tour];
