@@ -158,7 +158,7 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
   try {
     // The summary is fetched once: it names the ref's commit and the deltas on offer.
     const { commit, summary } = byChecksum
-      ? { commit: opts.rev as Checksum, summary: opts.disableStaticDeltas ? null : await remoteSummaryOrNull(opts.repo, remote.name) }
+      ? { commit: opts.rev as Checksum, summary: opts.disableStaticDeltas ? null : await remoteSummaryOrNull(opts.repo, remote.name, fetcher) }
       : await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.rev, fetcher);
     // Nothing but the commit and its signature is fetched before the signature verifies.
     const head = await fetchCommit(fetcher, commit, keys, remote.name);
@@ -262,10 +262,10 @@ export async function remoteRefCommit(opts: { repo: string; remote: string; ref:
   }
 }
 
-/** The remote's summary (verified when the remote has keys), or null when it serves none. */
-async function remoteSummaryOrNull(repoPath: string, name: string): Promise<SummaryView | null> {
+/** The remote's summary (verified when the remote has keys), or null when it serves none; read with the pull's retries and idle timeout. */
+async function remoteSummaryOrNull(repoPath: string, name: string, fetcher: Fetcher): Promise<SummaryView | null> {
   try {
-    return (await fetchRemoteSummary({ repo: repoPath, name })).summary;
+    return (await fetchRemoteSummary({ repo: repoPath, name, get: (rel, o) => fetcher.getBuffer(rel, { allowMissing: true, maxBytes: o.maxBytes }) })).summary;
   } catch (err) {
     if (isStrataError(err, 'SUMMARY_NOT_FOUND')) return null;
     throw err;
@@ -274,7 +274,7 @@ async function remoteSummaryOrNull(repoPath: string, name: string): Promise<Summ
 
 /** The commit a ref names, and the summary it was read from (null: the remote has none). */
 async function resolveRemoteRef(repoPath: string, name: string, url: string, ref: string, fetcher: Fetcher): Promise<{ commit: Checksum; summary: SummaryView | null }> {
-  const summary = await remoteSummaryOrNull(repoPath, name);
+  const summary = await remoteSummaryOrNull(repoPath, name, fetcher);
   if (summary) {
     const entry = summary.refs.find((r) => r.name === ref);
     if (!entry) {

@@ -187,17 +187,25 @@ export interface RemoteSummary {
   bytes: Buffer;
 }
 
-/** Fetches a remote's summary; when the remote requires signatures, summary.sig must verify first. */
-export async function fetchRemoteSummary(opts: { repo: string; name: string }): Promise<RemoteSummary> {
+/** Reads a file of a remote (`summary`, `summary.sig`): null when absent (404). */
+export type RemoteGet = (rel: string, opts: { maxBytes: number }) => Promise<Buffer | null>;
+
+/**
+ * Fetches a remote's summary; when the remote requires signatures, summary.sig
+ * must verify first. `get` is how files are read (a pull passes its fetcher:
+ * retries, idle timeout); by default one plain GET each.
+ */
+export async function fetchRemoteSummary(opts: { repo: string; name: string; get?: RemoteGet }): Promise<RemoteSummary> {
   const remote = getRemote(opts);
   const keys = remote.signVerifySummary ? remoteKeys(remote) : [];
-  const bytes = await fetchBytes(remoteFileUrl(remote.url, 'summary'), { allowMissing: true });
+  const get: RemoteGet = opts.get ?? ((rel, o) => fetchBytes(remoteFileUrl(remote.url, rel), { allowMissing: true, maxBytes: o.maxBytes }));
+  const bytes = await get('summary', { maxBytes: 64 * 1024 * 1024 });
   if (bytes === null) {
     throw new StrataError('SUMMARY_NOT_FOUND', `remote ${remote.name} (${remote.url}) has no summary; run 'strata summary -u' on the server's repository`, { remote: remote.name });
   }
   let verifiedBy: string | null = null;
   if (remote.signVerifySummary) {
-    const sig = await fetchBytes(remoteFileUrl(remote.url, 'summary.sig'), { allowMissing: true, maxBytes: 16 * 1024 * 1024 });
+    const sig = await get('summary.sig', { maxBytes: 16 * 1024 * 1024 });
     if (sig === null) {
       throw new StrataError('SIGNATURE_MISSING', `remote ${remote.name} requires signatures but serves no summary.sig; sign it with 'strata summary -u --sign-key KEY' on the server`, { remote: remote.name });
     }

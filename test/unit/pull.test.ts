@@ -213,6 +213,28 @@ describe('pull', () => {
     }
   });
 
+  it('reads the summary with the same retries and idle timeout as objects: a 500, a cut and a stall on it cost a retry, not the pull', async () => {
+    // The nth request for the summary (the log holds the current one already).
+    const nth = (u: string, k: number): boolean => u === '/summary' && s.log.filter((l) => l.url === '/summary').length === k;
+    const s: TestServer = await serveRepo(server, {
+      status500: (u) => nth(u, 1),
+      cutAfter: (u) => (nth(u, 2) ? 10 : null),
+      stall: (u) => (nth(u, 3) ? 0 : null),
+    });
+    try {
+      const repo = localRepo(dir, 'summary-faults', 'archive', s.url);
+      const started = Date.now();
+      const r = await run({ repo, rev: 'main', timeoutMs: 300 });
+      expect(r.commit).toBe(c2);
+      expect(s.log.filter((l) => l.url === '/summary').map((l) => l.fault)).toEqual(['500', 'cut', 'stall', undefined]);
+      expect(r.retries).toBeGreaterThanOrEqual(3);
+      // The stall cost the pull's 300 ms idle timeout, not the default 30 s.
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('names the problem in one error: unknown remote, ref not offered, bad ref name', async () => {
     const repo = localRepo(dir, 'errors', 'archive', srv.url);
     expect((await codeOfAsync(run({ repo, remote: 'nope', rev: 'main' }))).code).toBe('REMOTE_NOT_FOUND');
