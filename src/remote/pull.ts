@@ -352,16 +352,27 @@ async function fetchCommit(fetcher: Fetcher, checksum: Checksum, keys: readonly 
     if (attempt >= 1) throw corrupt(fetcher.url(rel).href, checksum, actual, 'commit');
   }
   const commit = parseWith(() => parseCommit(bytes), fetcher.url(rel).href);
-  const meta = await fetcher.getBuffer(objectPath(checksum, 'commitmeta', true), { allowMissing: true, maxBytes: MAX_METADATA });
-  let verifiedBy: string | null = null;
-  if (keys.length > 0) {
-    const what = `commit ${checksum} from remote ${remote}`;
-    const parsed = meta === null ? null : parseWith(() => parseVardict(meta), fetcher.url(objectPath(checksum, 'commitmeta', true)).href);
-    verifiedBy = verifySignatures(bytes, signaturesIn(parsed, what), keys, what).key;
-  } else if (meta !== null) {
-    parseWith(() => parseVardict(meta), fetcher.url(objectPath(checksum, 'commitmeta', true)).href);
+  const metaRel = objectPath(checksum, 'commitmeta', true);
+  const metaUrl = fetcher.url(metaRel).href;
+  for (let attempt = 0; ; attempt++) {
+    const meta = await fetcher.getBuffer(metaRel, { allowMissing: true, maxBytes: MAX_METADATA });
+    try {
+      let verifiedBy: string | null = null;
+      if (keys.length > 0) {
+        const what = `commit ${checksum} from remote ${remote}`;
+        const parsed = meta === null ? null : parseWith(() => parseVardict(meta), metaUrl);
+        verifiedBy = verifySignatures(bytes, signaturesIn(parsed, what), keys, what).key;
+      } else if (meta !== null) {
+        parseWith(() => parseVardict(meta), metaUrl);
+      }
+      return { checksum, bytes, commit, meta, verifiedBy };
+    } catch (err) {
+      // Detached metadata has no checksum of its own: wrong bytes on the wire show as
+      // unparsable metadata or a signature that does not verify. Ask once more, as for objects.
+      const wire = isStrataError(err, 'OBJECT_MALFORMED') || isStrataError(err, 'SIGNATURE_INVALID') || isStrataError(err, 'SIGNATURE_MISSING');
+      if (meta === null || attempt >= 1 || !wire) throw err;
+    }
   }
-  return { checksum, bytes, commit, meta, verifiedBy };
 }
 
 function parseWith<T>(fn: () => T, url: string): T {

@@ -235,6 +235,36 @@ describe('pull', () => {
     }
   });
 
+  it('asks once more for a summary, summary.sig or commitmeta whose bytes were damaged on the way; refuses when they stay wrong', async () => {
+    const signed = path.join(dir, 'signed-wire');
+    fs.cpSync(server, signed, { recursive: true });
+    signCommit({ repo: signed, rev: 'main', keyFile: path.join(dir, 'key') });
+    updateSummary({ repo: signed, signKeyFile: path.join(dir, 'key') });
+    const meta = `${c2.slice(2)}.commitmeta`;
+    const damaged = (u: string): boolean => u === '/summary' || u === '/summary.sig' || u.endsWith(meta);
+    // Each file's first answer has a flipped byte.
+    const s: TestServer = await serveRepo(signed, { corrupt: (u) => damaged(u) && s.log.filter((l) => l.url === u).length === 1 });
+    try {
+      const repo = localRepo(dir, 'wire-damage', 'archive', s.url, keyFile);
+      const r = await run({ repo, rev: 'main' });
+      expect(r.verifiedBy).toBe(key.publicKey);
+      expect(s.log.filter((l) => l.fault === 'corrupt').map((l) => l.url.replace(/.*\//, ''))).toEqual(['summary', 'summary.sig', meta]);
+      expect(readRef(Repo.open(repo), 'origin:main')).toBe(c2);
+      expect(Repo.open(repo).loadCommitMeta(c2 as never)).not.toBeNull();
+      expect((await fsck({ repo })).problems).toEqual([]);
+      // Damaged every time: refused after the second answer, nothing stored.
+      s.behaviour.corrupt = (u) => u.endsWith(meta);
+      const again = localRepo(dir, 'wire-damage-2', 'archive', s.url, keyFile);
+      const e = await codeOfAsync(run({ repo: again, rev: 'main' }));
+      expect(['OBJECT_MALFORMED', 'SIGNATURE_INVALID', 'SIGNATURE_MISSING']).toContain(e.code);
+      expect(s.log.filter((l) => l.url.endsWith(meta) && l.fault === 'corrupt').length).toBe(3);
+      expect(objectCount(again)).toBe(0);
+      expect(readRef(Repo.open(again), 'origin:main')).toBeNull();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('names the problem in one error: unknown remote, ref not offered, bad ref name', async () => {
     const repo = localRepo(dir, 'errors', 'archive', srv.url);
     expect((await codeOfAsync(run({ repo, remote: 'nope', rev: 'main' }))).code).toBe('REMOTE_NOT_FOUND');
