@@ -375,11 +375,12 @@ async function fetchCommit(fetcher: Fetcher, checksum: Checksum, keys: readonly 
   }
 }
 
+/** Parses fetched metadata; a parse failure names the URL. An unsafe entry name stays UNSAFE_PATH: it is a hostile tree, not a damaged one. */
 function parseWith<T>(fn: () => T, url: string): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof StrataError) throw new StrataError('OBJECT_MALFORMED', `${url}: ${err.message}`, { url });
+    if (err instanceof StrataError) throw new StrataError(err.code === 'UNSAFE_PATH' ? 'UNSAFE_PATH' : 'OBJECT_MALFORMED', `${url}: ${err.message}`, { ...err.data, url });
     throw err;
   }
 }
@@ -515,19 +516,22 @@ class PullSession {
     }
     const rel = objectPath(checksum, type, true);
     const url = this.fetcher.url(rel).href;
+    let fetched = false;
     for (let attempt = 0; bytes === null; attempt++) {
       const body = (await this.fetcher.getBuffer(rel, { maxBytes: MAX_METADATA })) as Buffer;
       const actual = createHash('sha256').update(body).digest('hex');
       if (actual === checksum) {
         bytes = body;
-        writeStagedFile(staged, body);
+        fetched = true;
         this.fetchedMeta++;
       } else if (attempt >= 1) {
         throw corrupt(url, checksum, actual, type);
       }
     }
+    // Parsed (entry names checked) before it is kept: a hostile tree never reaches the staging area.
     if (type === 'dirtree') this.scanTree(checksum, bytes, url);
     else parseWith(() => parseDirMeta(bytes), url);
+    if (fetched) writeStagedFile(staged, bytes);
     this.staged.push({ checksum, type });
   }
 
