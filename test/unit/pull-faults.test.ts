@@ -103,19 +103,19 @@ describe('pull under random network faults', () => {
     console.info(`pull-faults: seed ${SEED} (rerun with STRATA_FAULT_SEED=${SEED})`);
     const rand = rng(SEED);
     const int = (n: number): number => Math.floor(rand() * n);
+    let made = 0;
     const fresh = (i: number): string => {
       const mode = i % 2 ? 'bare-user' : 'archive';
-      const repo = path.join(dir, `local-${i}-${mode}-${n}`);
+      const repo = path.join(dir, `local-${i}-${mode}-${made++}`);
       Repo.init(repo, mode);
       addRemote({ repo, name: 'origin', url: 'http://127.0.0.1:9/', signVerify: i < 2 ? keyPub : undefined });
       return repo;
     };
-    let n = 0;
     const locals = [0, 1, 2, 3].map(fresh);
     const seenFaults = new Map<Fault, number>();
     const outcomes = { ok: 0, failed: new Map<string, number>() };
     const started = Date.now();
-    for (; n < PULLS; n++) {
+    for (let n = 0; n < PULLS; n++) {
       // Per pull: how often requests misbehave, and which faults are in play.
       const rate = [0.05, 0.12, 0.25][int(3)];
       let current: Fault | null = null;
