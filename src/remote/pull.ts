@@ -158,7 +158,7 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
   try {
     // The summary is fetched once: it names the ref's commit and the deltas on offer.
     const { commit, summary } = byChecksum
-      ? { commit: opts.rev as Checksum, summary: opts.disableStaticDeltas ? null : await remoteSummaryOrNull(opts.repo, remote.name) }
+      ? { commit: opts.rev as Checksum, summary: opts.disableStaticDeltas ? null : await remoteSummaryOrNull(opts.repo, remote.name, fetcher) }
       : await resolveRemoteRef(opts.repo, remote.name, remote.url, opts.rev, fetcher);
     // Nothing but the commit and its signature is fetched before the signature verifies.
     const head = await fetchCommit(fetcher, commit, keys, remote.name);
@@ -262,10 +262,10 @@ export async function remoteRefCommit(opts: { repo: string; remote: string; ref:
   }
 }
 
-/** The remote's summary (verified when the remote has keys), or null when it serves none. */
-async function remoteSummaryOrNull(repoPath: string, name: string): Promise<SummaryView | null> {
+/** The remote's summary (verified when the remote has keys), or null when it serves none; read with the pull's retries and idle timeout. */
+async function remoteSummaryOrNull(repoPath: string, name: string, fetcher: Fetcher): Promise<SummaryView | null> {
   try {
-    return (await fetchRemoteSummary({ repo: repoPath, name })).summary;
+    return (await fetchRemoteSummary({ repo: repoPath, name, get: (rel, o) => fetcher.getBuffer(rel, { allowMissing: true, maxBytes: o.maxBytes }) })).summary;
   } catch (err) {
     if (isStrataError(err, 'SUMMARY_NOT_FOUND')) return null;
     throw err;
@@ -274,7 +274,7 @@ async function remoteSummaryOrNull(repoPath: string, name: string): Promise<Summ
 
 /** The commit a ref names, and the summary it was read from (null: the remote has none). */
 async function resolveRemoteRef(repoPath: string, name: string, url: string, ref: string, fetcher: Fetcher): Promise<{ commit: Checksum; summary: SummaryView | null }> {
-  const summary = await remoteSummaryOrNull(repoPath, name);
+  const summary = await remoteSummaryOrNull(repoPath, name, fetcher);
   if (summary) {
     const entry = summary.refs.find((r) => r.name === ref);
     if (!entry) {
@@ -352,23 +352,35 @@ async function fetchCommit(fetcher: Fetcher, checksum: Checksum, keys: readonly 
     if (attempt >= 1) throw corrupt(fetcher.url(rel).href, checksum, actual, 'commit');
   }
   const commit = parseWith(() => parseCommit(bytes), fetcher.url(rel).href);
-  const meta = await fetcher.getBuffer(objectPath(checksum, 'commitmeta', true), { allowMissing: true, maxBytes: MAX_METADATA });
-  let verifiedBy: string | null = null;
-  if (keys.length > 0) {
-    const what = `commit ${checksum} from remote ${remote}`;
-    const parsed = meta === null ? null : parseWith(() => parseVardict(meta), fetcher.url(objectPath(checksum, 'commitmeta', true)).href);
-    verifiedBy = verifySignatures(bytes, signaturesIn(parsed, what), keys, what).key;
-  } else if (meta !== null) {
-    parseWith(() => parseVardict(meta), fetcher.url(objectPath(checksum, 'commitmeta', true)).href);
+  const metaRel = objectPath(checksum, 'commitmeta', true);
+  const metaUrl = fetcher.url(metaRel).href;
+  for (let attempt = 0; ; attempt++) {
+    const meta = await fetcher.getBuffer(metaRel, { allowMissing: true, maxBytes: MAX_METADATA });
+    try {
+      let verifiedBy: string | null = null;
+      if (keys.length > 0) {
+        const what = `commit ${checksum} from remote ${remote}`;
+        const parsed = meta === null ? null : parseWith(() => parseVardict(meta), metaUrl);
+        verifiedBy = verifySignatures(bytes, signaturesIn(parsed, what), keys, what).key;
+      } else if (meta !== null) {
+        parseWith(() => parseVardict(meta), metaUrl);
+      }
+      return { checksum, bytes, commit, meta, verifiedBy };
+    } catch (err) {
+      // Detached metadata has no checksum of its own: wrong bytes on the wire show as
+      // unparsable metadata or a signature that does not verify. Ask once more, as for objects.
+      const wire = isStrataError(err, 'OBJECT_MALFORMED') || isStrataError(err, 'SIGNATURE_INVALID') || isStrataError(err, 'SIGNATURE_MISSING');
+      if (meta === null || attempt >= 1 || !wire) throw err;
+    }
   }
-  return { checksum, bytes, commit, meta, verifiedBy };
 }
 
+/** Parses fetched metadata; a parse failure names the URL. An unsafe entry name stays UNSAFE_PATH: it is a hostile tree, not a damaged one. */
 function parseWith<T>(fn: () => T, url: string): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof StrataError) throw new StrataError('OBJECT_MALFORMED', `${url}: ${err.message}`, { url });
+    if (err instanceof StrataError) throw new StrataError(err.code === 'UNSAFE_PATH' ? 'UNSAFE_PATH' : 'OBJECT_MALFORMED', `${url}: ${err.message}`, { ...err.data, url });
     throw err;
   }
 }
@@ -504,19 +516,22 @@ class PullSession {
     }
     const rel = objectPath(checksum, type, true);
     const url = this.fetcher.url(rel).href;
+    let fetched = false;
     for (let attempt = 0; bytes === null; attempt++) {
       const body = (await this.fetcher.getBuffer(rel, { maxBytes: MAX_METADATA })) as Buffer;
       const actual = createHash('sha256').update(body).digest('hex');
       if (actual === checksum) {
         bytes = body;
-        writeStagedFile(staged, body);
+        fetched = true;
         this.fetchedMeta++;
       } else if (attempt >= 1) {
         throw corrupt(url, checksum, actual, type);
       }
     }
+    // Parsed (entry names checked) before it is kept: a hostile tree never reaches the staging area.
     if (type === 'dirtree') this.scanTree(checksum, bytes, url);
     else parseWith(() => parseDirMeta(bytes), url);
+    if (fetched) writeStagedFile(staged, bytes);
     this.staged.push({ checksum, type });
   }
 

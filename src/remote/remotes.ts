@@ -187,21 +187,40 @@ export interface RemoteSummary {
   bytes: Buffer;
 }
 
-/** Fetches a remote's summary; when the remote requires signatures, summary.sig must verify first. */
-export async function fetchRemoteSummary(opts: { repo: string; name: string }): Promise<RemoteSummary> {
+/** Reads a file of a remote (`summary`, `summary.sig`): null when absent (404). */
+export type RemoteGet = (rel: string, opts: { maxBytes: number }) => Promise<Buffer | null>;
+
+/**
+ * Fetches a remote's summary; when the remote requires signatures, summary.sig
+ * must verify first. `get` is how files are read (a pull passes its fetcher:
+ * retries, idle timeout); by default one plain GET each.
+ */
+export async function fetchRemoteSummary(opts: { repo: string; name: string; get?: RemoteGet }): Promise<RemoteSummary> {
   const remote = getRemote(opts);
   const keys = remote.signVerifySummary ? remoteKeys(remote) : [];
-  const bytes = await fetchBytes(remoteFileUrl(remote.url, 'summary'), { allowMissing: true });
-  if (bytes === null) {
-    throw new StrataError('SUMMARY_NOT_FOUND', `remote ${remote.name} (${remote.url}) has no summary; run 'strata summary -u' on the server's repository`, { remote: remote.name });
-  }
-  let verifiedBy: string | null = null;
-  if (remote.signVerifySummary) {
-    const sig = await fetchBytes(remoteFileUrl(remote.url, 'summary.sig'), { allowMissing: true, maxBytes: 16 * 1024 * 1024 });
-    if (sig === null) {
-      throw new StrataError('SIGNATURE_MISSING', `remote ${remote.name} requires signatures but serves no summary.sig; sign it with 'strata summary -u --sign-key KEY' on the server`, { remote: remote.name });
+  const get: RemoteGet = opts.get ?? ((rel, o) => fetchBytes(remoteFileUrl(remote.url, rel), { allowMissing: true, maxBytes: o.maxBytes }));
+  for (let attempt = 0; ; attempt++) {
+    const bytes = await get('summary', { maxBytes: 64 * 1024 * 1024 });
+    if (bytes === null) {
+      throw new StrataError('SUMMARY_NOT_FOUND', `remote ${remote.name} (${remote.url}) has no summary; run 'strata summary -u' on the server's repository`, { remote: remote.name });
     }
-    verifiedBy = verifySignatures(bytes, signaturesIn(parseSummarySig(sig), 'summary.sig'), keys, `the summary of remote ${remote.name}`).key;
+    let sig: Buffer | null = null;
+    try {
+      let verifiedBy: string | null = null;
+      if (remote.signVerifySummary) {
+        sig = await get('summary.sig', { maxBytes: 16 * 1024 * 1024 });
+        if (sig === null) {
+          throw new StrataError('SIGNATURE_MISSING', `remote ${remote.name} requires signatures but serves no summary.sig; sign it with 'strata summary -u --sign-key KEY' on the server`, { remote: remote.name });
+        }
+        verifiedBy = verifySignatures(bytes, signaturesIn(parseSummarySig(sig), 'summary.sig'), keys, `the summary of remote ${remote.name}`).key;
+      }
+      return { remote: remote.name, url: remote.url, verifiedBy, summary: viewSummary(parseSummary(bytes)), bytes };
+    } catch (err) {
+      // The summary has no checksum: wrong bytes on the wire show as an unparsable file or a
+      // signature that does not verify. Both files are asked for once more before refusing.
+      const wire = err instanceof StrataError && ['SUMMARY_MALFORMED', 'SIGNATURE_INVALID'].includes(err.code);
+      const sigWire = err instanceof StrataError && err.code === 'SIGNATURE_MISSING' && sig !== null;
+      if (attempt >= 1 || !(wire || sigWire)) throw err;
+    }
   }
-  return { remote: remote.name, url: remote.url, verifiedBy, summary: viewSummary(parseSummary(bytes)), bytes };
 }

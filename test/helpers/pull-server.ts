@@ -1,7 +1,9 @@
 // `strata serve`'s own request handler on 127.0.0.1, wrapped so that tests
 // can make the network misbehave: slow answers, a connection cut after some
-// bytes, wrong bytes for one object, transient 503s. Every request is logged
-// with its Range header and the bytes that left.
+// bytes, a stall (no more bytes, connection left open), a body shorter than
+// its Content-Length closed cleanly, wrong bytes, 500s and 503s. Every
+// request is logged with its Range header, the bytes that left and the fault
+// it met.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,13 +20,27 @@ export interface Misbehaviour {
   fail503?: (url: string) => number;
   /** Pause this long after each body chunk (a slow link). */
   chunkDelayMs?: number;
+  /** Answer 500 to a matching request (every time this returns true). */
+  status500?: (url: string) => boolean;
+  /**
+   * Stall a matching request: send this many body bytes (0: not even the
+   * headers), then nothing more, the connection left open until the client
+   * gives up or the server closes.
+   */
+  stall?: (url: string) => number | null;
+  /** Send the full Content-Length header but only this many body bytes, then close the connection cleanly (FIN, not a reset). */
+  truncate?: (url: string) => number | null;
 }
+
+export type Fault = 'cut' | 'stall' | 'truncate' | 'corrupt' | '500' | '503';
 
 export interface LoggedRequest {
   url: string;
   range: string | undefined;
   status: number;
   bytes: number;
+  /** The fault this request met, if any (a fault past the body's end never fires and is not logged). */
+  fault?: Fault;
 }
 
 export interface TestServer {
@@ -51,32 +67,62 @@ export async function serveRepo(repo: string, behaviour: Misbehaviour = {}): Pro
       if ((failed.get(url) ?? 0) < n503) {
         failed.set(url, (failed.get(url) ?? 0) + 1);
         entry.status = 503;
+        entry.fault = '503';
         res.writeHead(503, { 'Content-Length': 0 });
         return void res.end();
       }
-      const cut = cutDone.has(url) ? null : (b.cutAfter?.(url) ?? null);
+      if (b.status500?.(url)) {
+        entry.status = 500;
+        entry.fault = '500';
+        res.writeHead(500, { 'Content-Length': 0 });
+        return void res.end();
+      }
+      // Where the body stops, and how: a reset, silence, or a clean close.
+      let stop: { at: number; how: 'cut' | 'stall' | 'truncate' } | null = null;
+      const cutAt = cutDone.has(url) ? null : (b.cutAfter?.(url) ?? null);
+      const stallAt = b.stall?.(url) ?? null;
+      const truncateAt = b.truncate?.(url) ?? null;
+      if (cutAt !== null) stop = { at: cutAt, how: 'cut' };
+      else if (stallAt !== null) stop = { at: stallAt, how: 'stall' };
+      else if (truncateAt !== null) stop = { at: truncateAt, how: 'truncate' };
+      if (stop?.how === 'stall' && stop.at === 0) {
+        // Not even a status line; the socket stays open.
+        entry.fault = 'stall';
+        return;
+      }
       const flip = b.corrupt?.(url) ?? false;
       const write = res.write.bind(res) as (chunk: unknown, ...rest: unknown[]) => boolean;
       const end = res.end.bind(res) as (chunk?: unknown, ...rest: unknown[]) => http.ServerResponse;
       let sent = 0;
       let flipped = false;
+      let stopped = false;
       let releaseAt = 0;
       const alter = (chunk: unknown): unknown => {
         if (!flip || flipped || !Buffer.isBuffer(chunk) || chunk.length === 0) return chunk;
         flipped = true;
+        entry.fault = 'corrupt';
         const copy = Buffer.from(chunk);
         copy[copy.length - 1] ^= 0xff;
         return copy;
       };
       res.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
         entry.status = res.statusCode;
-        if (Buffer.isBuffer(chunk) && cut !== null) {
-          if (sent + chunk.length >= cut) {
-            write(chunk.subarray(0, cut - sent));
-            entry.bytes += cut - sent;
-            cutDone.add(url);
-            // Let the bytes leave, then drop the connection mid-body.
-            setImmediate(() => res.socket?.destroy());
+        if (stopped) return false;
+        if (Buffer.isBuffer(chunk) && stop !== null) {
+          if (sent + chunk.length >= stop.at) {
+            write(alter(chunk.subarray(0, stop.at - sent)));
+            entry.bytes += stop.at - sent;
+            entry.fault = stop.how;
+            stopped = true;
+            if (stop.how === 'cut') {
+              cutDone.add(url);
+              // Let the bytes leave, then drop the connection mid-body.
+              setImmediate(() => res.socket?.destroy());
+            } else if (stop.how === 'truncate') {
+              // Fewer bytes than Content-Length said, then an orderly close.
+              setImmediate(() => res.socket?.end());
+            }
+            // A stall sends nothing more; the read stream waits for a drain that never comes.
             return false;
           }
         }
@@ -95,6 +141,7 @@ export async function serveRepo(repo: string, behaviour: Misbehaviour = {}): Pro
       }) as typeof res.write;
       res.end = ((chunk?: unknown, ...rest: unknown[]) => {
         entry.status = res.statusCode;
+        if (stopped) return res;
         if (Buffer.isBuffer(chunk)) entry.bytes += chunk.length;
         if (releaseAt <= Date.now()) return end(alter(chunk), ...rest);
         const data = alter(chunk);

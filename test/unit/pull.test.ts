@@ -213,6 +213,58 @@ describe('pull', () => {
     }
   });
 
+  it('reads the summary with the same retries and idle timeout as objects: a 500, a cut and a stall on it cost a retry, not the pull', async () => {
+    // The nth request for the summary (the log holds the current one already).
+    const nth = (u: string, k: number): boolean => u === '/summary' && s.log.filter((l) => l.url === '/summary').length === k;
+    const s: TestServer = await serveRepo(server, {
+      status500: (u) => nth(u, 1),
+      cutAfter: (u) => (nth(u, 2) ? 10 : null),
+      stall: (u) => (nth(u, 3) ? 0 : null),
+    });
+    try {
+      const repo = localRepo(dir, 'summary-faults', 'archive', s.url);
+      const started = Date.now();
+      const r = await run({ repo, rev: 'main', timeoutMs: 300 });
+      expect(r.commit).toBe(c2);
+      expect(s.log.filter((l) => l.url === '/summary').map((l) => l.fault)).toEqual(['500', 'cut', 'stall', undefined]);
+      expect(r.retries).toBeGreaterThanOrEqual(3);
+      // The stall cost the pull's 300 ms idle timeout, not the default 30 s.
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('asks once more for a summary, summary.sig or commitmeta whose bytes were damaged on the way; refuses when they stay wrong', async () => {
+    const signed = path.join(dir, 'signed-wire');
+    fs.cpSync(server, signed, { recursive: true });
+    signCommit({ repo: signed, rev: 'main', keyFile: path.join(dir, 'key') });
+    updateSummary({ repo: signed, signKeyFile: path.join(dir, 'key') });
+    const meta = `${c2.slice(2)}.commitmeta`;
+    const damaged = (u: string): boolean => u === '/summary' || u === '/summary.sig' || u.endsWith(meta);
+    // Each file's first answer has a flipped byte.
+    const s: TestServer = await serveRepo(signed, { corrupt: (u) => damaged(u) && s.log.filter((l) => l.url === u).length === 1 });
+    try {
+      const repo = localRepo(dir, 'wire-damage', 'archive', s.url, keyFile);
+      const r = await run({ repo, rev: 'main' });
+      expect(r.verifiedBy).toBe(key.publicKey);
+      expect(s.log.filter((l) => l.fault === 'corrupt').map((l) => l.url.replace(/.*\//, ''))).toEqual(['summary', 'summary.sig', meta]);
+      expect(readRef(Repo.open(repo), 'origin:main')).toBe(c2);
+      expect(Repo.open(repo).loadCommitMeta(c2 as never)).not.toBeNull();
+      expect((await fsck({ repo })).problems).toEqual([]);
+      // Damaged every time: refused after the second answer, nothing stored.
+      s.behaviour.corrupt = (u) => u.endsWith(meta);
+      const again = localRepo(dir, 'wire-damage-2', 'archive', s.url, keyFile);
+      const e = await codeOfAsync(run({ repo: again, rev: 'main' }));
+      expect(['OBJECT_MALFORMED', 'SIGNATURE_INVALID', 'SIGNATURE_MISSING']).toContain(e.code);
+      expect(s.log.filter((l) => l.url.endsWith(meta) && l.fault === 'corrupt').length).toBe(3);
+      expect(objectCount(again)).toBe(0);
+      expect(readRef(Repo.open(again), 'origin:main')).toBeNull();
+    } finally {
+      await s.close();
+    }
+  });
+
   it('names the problem in one error: unknown remote, ref not offered, bad ref name', async () => {
     const repo = localRepo(dir, 'errors', 'archive', srv.url);
     expect((await codeOfAsync(run({ repo, remote: 'nope', rev: 'main' }))).code).toBe('REMOTE_NOT_FOUND');
