@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 if [ -L node_modules ]; then
   :
 elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 
 missing=()
