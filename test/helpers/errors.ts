@@ -11,3 +11,14 @@ export function codeOf(fn: () => unknown): string | undefined {
   }
   return undefined;
 }
+
+/** The StrataError code a promise rejects with, or undefined when it resolves; other errors propagate. */
+export async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof StrataError) return err.code;
+    throw err;
+  }
+  return undefined;
+}

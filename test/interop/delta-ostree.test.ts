@@ -9,9 +9,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLI, makeTree, ostree, strata, tmpDir } from '../helpers/fixtures.js';
+import { makeTree, ostree, startStrataServe, strata, tmpDir } from '../helpers/fixtures.js';
+import { codeOfAsync } from '../helpers/errors.js';
 import { Repo } from '../../src/repo/repo.js';
 import { type ObjectKey, markTrees } from '../../src/repo/reachable.js';
 import { listObjects } from '../../src/repo/reachable.js';
@@ -20,7 +21,6 @@ import { staticDeltaDir } from '../../src/core/deltas.js';
 import { parsePartPayload, parseSuperblock, serializePartPayload, serializeSuperblock } from '../../src/core/delta-format.js';
 import { generateDelta } from '../../src/remote/delta-generate.js';
 import { applyDelta, localFetch, offeredDelta } from '../../src/remote/delta-apply.js';
-import { StrataError } from '../../src/errors.js';
 
 const hasOstree = spawnSync('ostree', ['--version']).status === 0;
 
@@ -29,15 +29,6 @@ function ok(r: { status: number | null; stderr: string; stdout: string }, what: 
   return r.stdout;
 }
 
-async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof StrataError) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 function reachable(repoPath: string, commit: Checksum): Set<ObjectKey> {
   const set = new Set<ObjectKey>();
@@ -73,19 +64,6 @@ function makeTreeB(root: string): string {
   return root;
 }
 
-function startServe(repo: string): Promise<{ url: string; child: ChildProcess; log: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--repo', repo, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d;
-      if (out.includes('}')) resolve({ url: (JSON.parse(out) as { url: string }).url, child, log: () => stderr });
-    });
-    child.on('exit', (code) => reject(new Error(`strata serve exited ${code}: ${stderr}`)));
-  });
-}
 
 describe('static deltas', () => {
   let work: string;
@@ -187,7 +165,7 @@ describe('static deltas', () => {
     const client = path.join(work, 'ostree-client');
     ok(ostree(['init', `--repo=${client}`, '--mode=bare-user']), 'ostree init');
     ok(ostree(['pull-local', `--repo=${client}`, server, A]), 'pull-local A');
-    const s = await startServe(server);
+    const s = await startStrataServe(server);
     try {
       ok(ostree(['remote', 'add', `--repo=${client}`, '--no-gpg-verify', 'origin', s.url]), 'remote add');
       const pull = spawnSync('ostree', ['pull', `--repo=${client}`, '--require-static-deltas', 'origin', 'os'], { encoding: 'utf8' });

@@ -9,11 +9,10 @@
 // remote that requires them it must refuse to pull, and that is tested too.
 
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, makeTree, ostree, rootfsPair, runAsync, sh, strata, tmpDir } from '../helpers/fixtures.js';
+import { CLI, makeTree, ostree, rootfsPair, runAsync, sh, startStrataServe, strata, tmpDir } from '../helpers/fixtures.js';
 import { NGINX, startNginx, stop } from '../helpers/nginx.js';
 
 const hasOstree = spawnSync('ostree', ['--version']).status === 0;
@@ -24,20 +23,6 @@ function ok(r: { status: number | null; stderr: string; stdout: string }, what: 
   return r.stdout;
 }
 
-/** Starts `strata serve --port 0 --json` and resolves with its URL once it listens. */
-function startStrataServe(repo: string): Promise<{ url: string; child: ChildProcess; log: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--repo', repo, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d;
-      if (out.includes('}')) resolve({ url: (JSON.parse(out) as { url: string }).url, child, log: () => stderr });
-    });
-    child.on('exit', (code) => reject(new Error(`strata serve exited ${code}: ${stderr}`)));
-  });
-}
 
 describe.skipIf(!hasOstree)('ostree pulls what strata serves', () => {
   let work: string;

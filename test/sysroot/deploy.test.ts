@@ -8,22 +8,13 @@ import { Sysroot } from '../../src/sysroot/sysroot.js';
 import { Repo } from '../../src/repo/repo.js';
 import { symlinkCachePath } from '../../src/repo/place-files.js';
 import { readRef } from '../../src/repo/refs.js';
-import { StrataError } from '../../src/errors.js';
 import { resolveTreePath } from '../../src/repo/walk.js';
 import { commit } from '../../src/repo/commit.js';
 import type { Checksum } from '../../src/core/objects.js';
 import { KVER, REF, STATEROOT, bootSysroot, makeSysroot, snapshot } from '../helpers/sysroot.js';
 import { ostree, strata } from '../helpers/fixtures.js';
+import { codeOfAsync } from '../helpers/errors.js';
 
-async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof StrataError) return err.code;
-    throw err;
-  }
-  return undefined;
-}
 
 const v1 = { version: '1.0' };
 const v2 = { version: '2.0', etc: { hostname: 'device-v2\n', 'app/app.conf': 'level=2\n', 'new.conf': 'new\n' }, kernel: 'kernel image 2\n' };

@@ -15,18 +15,10 @@ import { generateKeyPair } from '../../src/remote/sign.js';
 import { addRemote, deleteRemote, fetchRemoteSummary, getRemote, listRemotes, remoteKeys } from '../../src/remote/remotes.js';
 import { fetchBytes, remoteFileUrl } from '../../src/remote/http.js';
 import { strata, tmpDir } from '../helpers/fixtures.js';
-import { codeOf } from '../helpers/errors.js';
+import { codeOf, codeOfAsync } from '../helpers/errors.js';
 
 process.env.STRATA_WORKERS ??= '1';
 
-async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return (err as { code?: string }).code;
-  }
-  return undefined;
-}
 
 describe('remotes in the config', () => {
   let dir: string;
