@@ -7,7 +7,7 @@ import {
   type Checksum, type Commit, compareNames, fileChecksum, serializeCommit, serializeDirMeta, serializeDirTree, sha256, S_IFLNK, S_IFMT,
 } from '../core/objects.js';
 import { ioError } from '../errors.js';
-import type { DiffEntry, DiffResult, EntryType } from '../repo/diff.js';
+import { type DiffEntry, type DiffResult, type EntryType, summarizeDiff } from '../repo/diff.js';
 import { type MDir, type MNode, type StageFn, newStats } from '../repo/mtree.js';
 import type { Repo } from '../repo/repo.js';
 import { readSourceDir } from '../repo/source-dir.js';
@@ -116,12 +116,5 @@ export async function diffAgainst(repo: Repo, from: Checksum | null, to: MDir): 
   if (from === null) await addedAll(to, '/');
   else await compare(rootNode(repo, from), to, '/');
 
-  const summary = { added: 0, removed: 0, modified: 0, metadata: 0, bytesAdded: 0, bytesRemoved: 0 };
-  for (const e of entries) {
-    summary[e.change]++;
-    const delta = (e.newSize ?? 0) - (e.oldSize ?? 0);
-    if (delta > 0) summary.bytesAdded += delta;
-    else summary.bytesRemoved -= delta;
-  }
-  return { entries, summary };
+  return { entries, summary: summarizeDiff(entries) };
 }

@@ -9,9 +9,8 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { fileURLToPath } from 'node:url';
 import { StrataError, ioError } from '../errors.js';
-import { remoteFileUrl } from './http.js';
+import { readLocal, remoteFileUrl } from './http.js';
 
 export interface FetcherOptions {
   /** Base URL of the remote repository. */
@@ -78,7 +77,7 @@ export class Fetcher {
     const url = this.url(rel);
     const maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
     return this.withRetries(url, async () => {
-      if (url.protocol === 'file:') return this.readLocal(url, maxBytes, opts.allowMissing ?? false);
+      if (url.protocol === 'file:') return this.readFileUrl(url, maxBytes, opts.allowMissing ?? false);
       const res = await this.request(url, {});
       if (res.statusCode === 404) {
         res.resume();
@@ -99,7 +98,7 @@ export class Fetcher {
     const url = this.url(rel);
     return this.withRetries(url, async () => {
       if (url.protocol === 'file:') {
-        const body = this.readLocal(url, opts.maxBytes, false) as Buffer;
+        const body = this.readFileUrl(url, opts.maxBytes, false) as Buffer;
         return { kind: 'buffer', body };
       }
       const etagFile = `${partial}.etag`;
@@ -275,23 +274,11 @@ export class Fetcher {
     });
   }
 
-  private readLocal(url: URL, maxBytes: number, allowMissing: boolean): Buffer | null {
-    const file = fileURLToPath(url);
-    try {
-      const st = fs.statSync(file);
-      if (!st.isFile()) throw new StrataError('HTTP_ERROR', `${url.href} is not a file`, { url: url.href });
-      if (st.size > maxBytes) throw tooLarge(url, maxBytes);
-      const body = fs.readFileSync(file);
-      this.bytesReceived += body.length;
-      return body;
-    } catch (err) {
-      if (err instanceof StrataError) throw err;
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        if (allowMissing) return null;
-        throw new StrataError('HTTP_ERROR', `${url.href} does not exist`, { url: url.href, status: 404 });
-      }
-      throw ioError(err, 'read', file);
-    }
+  /** A file:// remote: read directly, counted like bytes from the network. */
+  private readFileUrl(url: URL, maxBytes: number, allowMissing: boolean): Buffer | null {
+    const body = readLocal(url, maxBytes, allowMissing);
+    if (body) this.bytesReceived += body.length;
+    return body;
   }
 }
 

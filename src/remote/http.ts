@@ -102,7 +102,8 @@ function getOnce(url: URL, maxBytes: number, timeoutMs: number): Promise<Outcome
   });
 }
 
-function readLocal(url: URL, maxBytes: number, allowMissing: boolean): Buffer | null {
+/** Reads a file:// URL as a download would: a missing file is a 404, a large one refused. */
+export function readLocal(url: URL, maxBytes: number, allowMissing: boolean): Buffer | null {
   const file = fileURLToPath(url);
   try {
     const st = fs.statSync(file);

@@ -103,14 +103,7 @@ export function diffCommits(repo: Repo, from: Checksum, to: Checksum, subpath = 
 
   compare(resolveTreePath(repo, from, base), resolveTreePath(repo, to, base), base);
 
-  const summary = { added: 0, removed: 0, modified: 0, metadata: 0, bytesAdded: 0, bytesRemoved: 0 };
-  for (const e of entries) {
-    summary[e.change]++;
-    const delta = (e.newSize ?? 0) - (e.oldSize ?? 0);
-    if (delta > 0) summary.bytesAdded += delta;
-    else summary.bytesRemoved -= delta;
-  }
-  return { from, to, entries, summary };
+  return { from, to, entries, summary: summarizeDiff(entries) };
 }
 
 function metaEntry(p: string, type: EntryType, a: NodeInfo, b: NodeInfo): DiffEntry {
@@ -125,4 +118,16 @@ function sameContent(repo: Repo, a: Checksum, b: Checksum): boolean {
   const ca = repo.loadFile(a).content;
   const cb = repo.loadFile(b).content;
   return !!ca && !!cb && ca.equals(cb);
+}
+
+/** Counts of each kind of change, and the bytes added and removed. */
+export function summarizeDiff(entries: DiffEntry[]): DiffResult['summary'] {
+  const summary = { added: 0, removed: 0, modified: 0, metadata: 0, bytesAdded: 0, bytesRemoved: 0 };
+  for (const e of entries) {
+    summary[e.change]++;
+    const delta = (e.newSize ?? 0) - (e.oldSize ?? 0);
+    if (delta > 0) summary.bytesAdded += delta;
+    else summary.bytesRemoved -= delta;
+  }
+  return summary;
 }
