@@ -17,8 +17,8 @@ import { checkout } from '../repo/checkout.js';
 import { mergeEtc } from './etc-merge.js';
 import { type KargEdits, editKargs } from './kargs.js';
 import { findKernel, installKernel } from './kernel.js';
-import { type BootDeployment, writeBootConfig } from './boot-config.js';
-import { type CleanupResult, removeUnreferenced, toBootDeployment } from './order.js';
+import { writeBootConfig } from './boot-config.js';
+import { removeUnreferenced, toBootDeployment } from './order.js';
 import {
   type Deployment, type EtcSummary, type Origin, type StagedRecord, Sysroot, deploymentId, isPinned, statOrNull,
 } from './sysroot.js';
@@ -311,5 +311,3 @@ function titleOf(dir: string, version: string | null, stateroot: string): string
   name = name.replace(/[\n\r]/g, ' ');
   return version && !name.includes(version) ? `${name} ${version}` : name;
 }
-
-export type { CleanupResult, BootDeployment };

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CLI, strata } from '../helpers/fixtures.js';
 import { rng } from '../helpers/random.js';
-import { REF, STATEROOT, bootSysroot, makeSysroot } from '../helpers/sysroot.js';
+import { STATEROOT, bootSysroot, makeSysroot } from '../helpers/sysroot.js';
 import { pickEntry } from '../helpers/boot-model.js';
 import { Sysroot } from '../../src/sysroot/sysroot.js';
 import { status } from '../../src/sysroot/status.js';
@@ -114,6 +114,5 @@ describe('SIGKILL during deploy and finalize-staged', () => {
     expect(fs.readFileSync(path.join(bootedByModel(s.dir), 'etc/hostname'), 'utf8')).toBe('local\n');
     expect(strata(['admin', 'status', ...base]).status).toBe(0);
     expect(interrupted).toBeGreaterThan(KILLS / 3);
-    void v1;
   }, 400_000);
 });

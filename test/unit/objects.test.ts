@@ -8,7 +8,6 @@ import {
   parseDirTree, parseFileHeader, parseVardict, serializeBareUserMeta, serializeCommit, serializeDirMeta, serializeDirTree,
   serializeVardict, sha256, toChecksum, validateEntryName,
 } from '../../src/core/objects.js';
-import { StrataError } from '../../src/errors.js';
 import { typedArb } from '../helpers/gvariant-arbitrary.js';
 import { codeOf } from '../helpers/errors.js';
 

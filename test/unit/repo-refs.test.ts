@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Checksum } from '../../src/core/objects.js';
-import { isStrataError } from '../../src/errors.js';
 import { commit } from '../../src/repo/commit.js';
 import { deleteRef, listRefs, readRef, resolveRev, validateRefName, writeRef } from '../../src/repo/refs.js';
 import { Repo } from '../../src/repo/repo.js';

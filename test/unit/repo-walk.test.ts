@@ -4,7 +4,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Checksum } from '../../src/core/objects.js';
-import { isStrataError } from '../../src/errors.js';
 import { commit } from '../../src/repo/commit.js';
 import { Repo } from '../../src/repo/repo.js';
 import { formatMode, listTree, resolveTreePath, splitTreePath } from '../../src/repo/walk.js';
