@@ -4,7 +4,9 @@
 # for real root filesystems, attr for xattr tools in tests, xz-utils and zstd
 # to read compressed tarballs, nginx to serve a repository as a plain static
 # web server would, libsodium23 and python3 to check our ed25519 signatures
-# against libsodium, the library ostree signs with).
+# against libsodium, the library ostree signs with, postgresql for the fleet
+# server's PostgreSQL tests (the tests start their own cluster), chromium and
+# a font for the dashboard's browser tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,9 @@ command -v zstd >/dev/null || missing+=(zstd)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v python3 >/dev/null || missing+=(python3)
 ldconfig -p 2>/dev/null | grep -q 'libsodium\.so\.23' || missing+=(libsodium23)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "ensure-deps: need Debian packages ${missing[*]}; run as root or install them" >&2
