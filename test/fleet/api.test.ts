@@ -209,6 +209,32 @@ describe.each(DIALECTS)('fleet API (%s)', (dialect) => {
       expect(await next(f, waiting)).toMatchObject({ action: 'deploy' });
     });
 
+    it('keeps maxConcurrent across two server instances on one database, under concurrent polls', async () => {
+      f = await makeFleet(dialect);
+      const devs = await enroll(f, 'edge', 16);
+      const rel = await release(f, C1, '1.0');
+      await rollout(f, { releaseId: rel, group: 'edge', waves: [{ percent: 100, soakSeconds: 0 }], maxConcurrent: 3 });
+      const { buildApp } = await import('../../src/fleet/app.js');
+      const { openDb } = await import('../../src/fleet/db.js');
+      // SQLite: a second connection in this same thread would wait on the
+      // first one's lock while blocking the thread that must release it, so
+      // the second "instance" shares the connection (one process, one writer;
+      // separate processes serialize on BEGIN IMMEDIATE). PostgreSQL: a real
+      // second pool, as a second server would have.
+      const fdb2 = dialect === 'postgres' ? await openDb(f.url) : f.fdb;
+      const second = await buildApp({ db: fdb2, now: f.clock.now, evaluateEverySeconds: 0 });
+      try {
+        const answers = await Promise.all(
+          devs.map((d, i) => (i % 2 ? second : f.app).inject({ method: 'GET', url: '/v1/device/next', headers: { authorization: `Bearer ${d.token}` } }).then((r) => r.json())),
+        );
+        expect(answers.filter((a) => a.action === 'deploy')).toHaveLength(3);
+        expect(answers.filter((a) => a.reason === 'concurrency')).toHaveLength(13);
+      } finally {
+        await second.close();
+        if (fdb2 !== f.fdb) await fdb2.close();
+      }
+    });
+
     it('pauses itself when failures cross the threshold, and says why; resume and abort', async () => {
       f = await makeFleet(dialect);
       const devs = await enroll(f, 'edge', 20);
