@@ -330,12 +330,16 @@ export async function reportFromDevice(fdb: FleetDb, dev: DeviceAuth, input: Rep
 
 /** Devices' last-seen times, written behind in one transaction a second rather than on every poll. */
 export class LastSeen {
-  private pending = new Map<string, string>();
+  /** device id → epoch milliseconds (a number: no date formatting per poll) */
+  private pending = new Map<string, number>();
+  private newest = 0;
   private timer: NodeJS.Timeout | null = null;
   constructor(private readonly fdb: FleetDb, private readonly intervalMs = 1000) {}
 
   touch(deviceId: string, at: Date): void {
-    this.pending.set(deviceId, at.toISOString());
+    const t = at.getTime();
+    this.pending.set(deviceId, t);
+    if (t > this.newest) this.newest = t;
     if (!this.timer) {
       this.timer = setTimeout(() => void this.flush().catch(() => {}), this.intervalMs);
       this.timer.unref();
@@ -349,7 +353,7 @@ export class LastSeen {
     // One timestamp for the batch (the newest): last-seen is accurate to the
     // flush interval, and each chunk is a single indexed UPDATE.
     const ids = [...this.pending.keys()];
-    const at = [...this.pending.values()].reduce((a, b) => (a > b ? a : b));
+    const at = new Date(this.newest).toISOString();
     this.pending.clear();
     await writeTx(this.fdb, async (tx) => {
       for (let i = 0; i < ids.length; i += 500) {
