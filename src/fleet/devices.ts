@@ -56,12 +56,14 @@ function hot(fdb: FleetDb): HotQueries {
     poll: sql<DeviceRow & Partial<Omit<RolloutRow, 'id'>> & { r_id: string | null }>`
       select d.id, d.group_name, d.bucket, d.booted_commit, d.override_commit,
         r.id as r_id, r.release_id, r.state, r.kind, r.current_wave, r.waves, r.max_concurrent, r."window", r.updated_at,
-        rel."commit", rel.version, ch.ref, dr.state as dr_state
+        rel."commit", rel.version, ch.ref,
+        -- A scalar subquery on the full primary key: a join let PostgreSQL
+        -- pick the (rollout, state) index and filter a whole rollout's rows.
+        (select dr.state from device_rollouts dr where dr.device_id = d.id and dr.rollout_id = r.id) as dr_state
       from devices d
       left join rollouts r on r.id = (select r2.id from rollouts r2 where r2.group_name = d.group_name order by r2.serial desc limit 1)
       left join releases rel on rel.id = r.release_id
       left join channels ch on ch.name = rel.channel
-      left join device_rollouts dr on dr.device_id = d.id and dr.rollout_id = r.id
       where d.token_hash = ${slot('hash')}`.compile(fdb.db),
   };
   HOT.set(fdb, q);
