@@ -149,6 +149,13 @@ export interface FleetDb {
   dialect: Dialect;
   /** The URL without a password, for messages. */
   shown: string;
+  /**
+   * PostgreSQL only: one read straight on the pool as a named prepared
+   * statement, for the poll path (Kysely's connection handling costs as much
+   * as the query there). SQLite reads stay behind Kysely's connection mutex,
+   * so they never see another transaction's uncommitted writes.
+   */
+  readPrepared?: <R>(text: string, values: readonly unknown[]) => Promise<R[]>;
   close(): Promise<void>;
 }
 
@@ -202,7 +209,16 @@ export async function openDb(url: string, opts: { poolSize?: number } = {}): Pro
     await db.destroy().catch(() => {});
     throw new StrataError('FLEET_DB', `cannot connect to ${hidePassword(url)}: ${(err as Error).message}`, { url: hidePassword(url) });
   }
-  return { db, dialect, shown: hidePassword(url), close: () => db.destroy() };
+  const named = new Map<string, string>();
+  const readPrepared = async <R>(text: string, values: readonly unknown[]): Promise<R[]> => {
+    let name = named.get(text);
+    if (!name) {
+      name = 'h' + createHash('sha1').update(text).digest('hex').slice(0, 20);
+      named.set(text, name);
+    }
+    return (await pool.query({ name, text, values: values as unknown[] })).rows as R[];
+  };
+  return { db, dialect, shown: hidePassword(url), readPrepared, close: () => db.destroy() };
 }
 
 const STATEMENT_CACHE = 256;

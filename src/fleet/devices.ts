@@ -72,6 +72,7 @@ function hot(fdb: FleetDb): HotQueries {
 
 async function runHot<R>(fdb: FleetDb, q: CompiledQuery<R>, values: Record<string, unknown>): Promise<R | undefined> {
   const parameters = q.parameters.map((p) => (typeof p === 'string' && p.startsWith(SLOT) ? values[p.slice(1)] : p));
+  if (fdb.readPrepared) return (await fdb.readPrepared<R>(q.sql, parameters))[0];
   return (await fdb.db.executeQuery<R>({ ...q, parameters })).rows[0];
 }
 
