@@ -176,6 +176,8 @@ function parseCached<T>(text: string): T {
   return v as T;
 }
 
+const evaluating = new WeakMap<FleetDb, Set<string>>();
+
 /** `loaded`: the rollout row pollFacts() already read (undefined: read it here). */
 export async function nextForDevice(fdb: FleetDb, dev: DeviceAuth, now: Date, opts: NextOptions, loaded?: RolloutRow | null): Promise<NextAnswer> {
   let r = loaded === undefined ? await currentRollout(fdb, dev) : (loaded ?? undefined);
@@ -183,8 +185,16 @@ export async function nextForDevice(fdb: FleetDb, dev: DeviceAuth, now: Date, op
     const w = parseCached<WaveState[]>(r.waves)[Number(r.current_wave)];
     const soaked = w.completedAt !== null && now.getTime() - Date.parse(w.completedAt) >= w.soakSeconds * 1000;
     const due = opts.evaluateEverySeconds > 0 && now.getTime() - Date.parse(r.updated_at) >= opts.evaluateEverySeconds * 1000;
-    if (soaked || due) {
-      await advanceRollout(fdb, r.id, now, 'system', { touch: true });
+    const busy = evaluating.get(fdb) ?? new Set<string>();
+    evaluating.set(fdb, busy);
+    // One evaluation at a time per rollout and instance; concurrent polls go on with what they read.
+    if ((soaked || due) && !busy.has(r.id)) {
+      busy.add(r.id);
+      try {
+        await advanceRollout(fdb, r.id, now, 'system', { touch: true, unlessEvaluatedWithinMs: soaked ? 0 : opts.evaluateEverySeconds * 1000 });
+      } finally {
+        busy.delete(r.id);
+      }
       r = await currentRollout(fdb, dev);
     }
   }

@@ -99,14 +99,25 @@ async function releaseOf(tx: Tx, id: string): Promise<{ id: string; commit: stri
  * Re-evaluates an active rollout until it stops changing: pause on failures,
  * complete waves, move past soaked ones. Returns the new state.
  */
-export async function advanceRollout(fdb: FleetDb, id: string, now: Date, actor = 'system', opts: { touch?: boolean } = {}): Promise<RolloutState> {
-  return writeTx(fdb, (tx) => advanceIn(tx, fdb, id, now, actor, opts.touch ?? false));
+export async function advanceRollout(
+  fdb: FleetDb,
+  id: string,
+  now: Date,
+  actor = 'system',
+  opts: { touch?: boolean; unlessEvaluatedWithinMs?: number } = {},
+): Promise<RolloutState> {
+  return writeTx(fdb, (tx) => advanceIn(tx, fdb, id, now, actor, opts.touch ?? false, opts.unlessEvaluatedWithinMs ?? 0));
 }
 
-/** `touch`: record the evaluation time even when nothing changed (polls evaluate at most every few seconds). */
-async function advanceIn(tx: Tx, fdb: FleetDb, id: string, now: Date, actor: string, touch: boolean): Promise<RolloutState> {
+/**
+ * `touch`: record the evaluation time even when nothing changed (polls
+ * evaluate at most every few seconds); `recentMs`: skip when another poll
+ * (of any instance) evaluated it that recently.
+ */
+async function advanceIn(tx: Tx, fdb: FleetDb, id: string, now: Date, actor: string, touch: boolean, recentMs: number): Promise<RolloutState> {
   const r = await lockRollout(tx, fdb, id);
   if (r.state !== 'active') return r.state as RolloutState;
+  if (recentMs > 0 && now.getTime() - Date.parse(r.updated_at) < recentMs) return 'active';
   const rel = await releaseOf(tx, r.release_id);
   let waves = parseWaves(r);
   let currentWave = r.current_wave;

@@ -176,6 +176,22 @@ describe.each(DIALECTS)('fleet API (%s)', (dialect) => {
       expect(audit).toHaveLength(1);
     });
 
+    it('moves past a wave nobody reports in (empty or offline) through polls, every evaluateEverySeconds', async () => {
+      f = await makeFleet(dialect, { evaluateEverySeconds: 30 });
+      const devs = await enroll(f, 'edge', 5);
+      const rel = await release(f, C1, '1.0');
+      const ro = await rollout(f, { releaseId: rel, group: 'edge', waves: [{ percent: 1, soakSeconds: 60 }, { percent: 100, soakSeconds: 0 }], maxConcurrent: 100 });
+      const first = devs.filter((d) => inWave(bucketOf(d.deviceId), 1));
+      for (const d of first) await updateHealthy(f, d);
+      const later = devs.filter((d) => !inWave(bucketOf(d.deviceId), 1));
+      expect(await next(f, later[0])).toMatchObject({ reason: 'not-in-wave' });
+      f.clock.advance(30); // a poll evaluates: the wave is complete, its soak starts
+      expect(await next(f, later[0])).toMatchObject({ reason: 'not-in-wave' });
+      expect((await f.req('GET', `/v1/rollouts/${ro.id}`, f.viewer)).json().waves[0].completedAt).not.toBeNull();
+      f.clock.advance(60);
+      expect(await next(f, later[0])).toMatchObject({ action: 'deploy' });
+    });
+
     it('waits for the maintenance window', async () => {
       f = await makeFleet(dialect);
       const [d] = await enroll(f, 'edge', 1);

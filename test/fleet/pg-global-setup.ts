@@ -12,9 +12,13 @@ declare module 'vitest' {
   }
 }
 
+/** vitest options whose value is the next argument (not a file filter). */
+const TAKES_VALUE = new Set(['-t', '--testNamePattern', '-c', '--config', '--project', '--reporter', '-r', '--root', '--dir', '--shard', '--maxWorkers', '--exclude', '--outputFile']);
+
 function fleetFilesSelected(argv: string[]): boolean {
   const i = argv.findIndex((a) => a === 'run' || a === 'watch' || a === 'dev');
-  const filters = argv.slice(i >= 0 ? i + 1 : 2).filter((a) => !a.startsWith('-'));
+  const args = argv.slice(i >= 0 ? i + 1 : 2);
+  const filters = args.filter((a, k) => !a.startsWith('-') && !TAKES_VALUE.has(args[k - 1]));
   if (filters.length === 0) return true;
   return filters.some((f) => f.includes('fleet') || 'test/fleet/'.startsWith(f.replace(/^\.\//, '')));
 }
