@@ -1,7 +1,9 @@
 // Admin operations on channels, groups, releases and devices. Each write
 // runs in one transaction with its audit entry (actor, action, before, after).
 
+import type { z } from 'zod';
 import { StrataError } from '../errors.js';
+import type { deviceView as deviceViewSchema } from './schemas.js';
 import { appendAudit, listAudit } from './audit.js';
 import { writeTx, type DevicesTable, type FleetDb } from './db.js';
 import { driftReport } from './drift.js';
@@ -87,23 +89,8 @@ export async function createRelease(fdb: FleetDb, r: { channel: string; commit: 
   return releaseOf(row);
 }
 
-export interface DeviceView {
-  id: string;
-  name: string;
-  machineId: string | null;
-  group: string;
-  labels: Record<string, string>;
-  state: string | null;
-  lastSeen: string | null;
-  enrolledAt: string;
-  booted: { commit: string | null; version: string | null };
-  stagedCommit: string | null;
-  etcDigest: string | null;
-  health: unknown;
-  verify: unknown;
-  deployments: unknown;
-  overrideCommit: string | null;
-}
+/** A device as the admin API shows it (the schema in schemas.ts). */
+export type DeviceView = z.infer<typeof deviceViewSchema>;
 
 const deviceView = (d: DevicesTable): DeviceView => ({
   id: d.id,

@@ -81,3 +81,64 @@ export const rolloutBody = z.object({
   failureThreshold: z.number().min(0).max(1).default(0.05),
   graceSeconds: z.number().int().min(0).max(90 * 86400).default(86400),
 });
+
+// Answers of the admin API, for the OpenAPI document (the dashboard codes
+// against them) and for the tests, which check real answers against them.
+const nullableString = z.string().nullable();
+export const channelView = z.object({ name: z.string(), ref: z.string(), createdAt: z.string() });
+export const groupView = z.object({ name: z.string(), channel: nullableString, expectedEtcDigest: nullableString, releaseId: nullableString, createdAt: z.string() });
+export const releaseView = z.object({ id: z.string(), channel: z.string(), commit: z.string(), version: z.string(), notes: z.string(), createdAt: z.string() });
+export const rolloutView = z.object({
+  id: z.string(),
+  releaseId: z.string(),
+  commit: z.string(),
+  version: z.string(),
+  group: z.string(),
+  kind: z.enum(['forward', 'rollback']),
+  state: z.enum(['active', 'paused', 'completed', 'aborted', 'rolled-back']),
+  pausedReason: nullableString,
+  currentWave: z.number(),
+  waves: z.array(z.object({ percent: z.number(), soakSeconds: z.number(), startedAt: nullableString, completedAt: nullableString, devices: z.number(), updated: z.number(), healthy: z.number(), failed: z.number() })),
+  maxConcurrent: z.number(),
+  window: windowSchema.nullable(),
+  failureThreshold: z.number(),
+  graceSeconds: z.number(),
+  previousReleaseId: nullableString,
+  failureHistory: z.array(z.object({ at: z.string(), wave: z.number(), rate: z.number() })),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export const auditEntryView = z.object({
+  seq: z.number(), at: z.string(), actor: z.string(), action: z.string(), subject: z.string(), before: z.unknown(), after: z.unknown(), prevHash: z.string(), hash: z.string(),
+});
+export const deviceView = z.object({
+  id: z.string(),
+  name: z.string(),
+  machineId: nullableString,
+  group: z.string(),
+  labels: z.record(z.string(), z.string()),
+  state: nullableString,
+  lastSeen: nullableString,
+  enrolledAt: z.string(),
+  booted: z.object({ commit: nullableString, version: nullableString }),
+  stagedCommit: nullableString,
+  etcDigest: nullableString,
+  health: z.object({ ok: z.boolean(), failed: z.array(z.string()), at: z.string() }).nullable(),
+  verify: z.object({ ok: z.boolean(), modified: z.number(), added: z.number(), removed: z.number(), at: z.string() }).nullable(),
+  deployments: z.array(deploymentSchema),
+  overrideCommit: nullableString,
+});
+export const deviceDetailView = deviceView.extend({ history: z.array(auditEntryView) });
+export const driftView = z.array(
+  z.object({ deviceId: z.string(), name: z.string(), group: z.string(), reasons: z.array(z.object({ kind: z.enum(['commit', 'etc', 'tampered']), expected: nullableString, actual: nullableString })) }),
+);
+const counts = z.record(z.string(), z.number());
+export const overviewView = z.object({
+  devices: z.number(), byVersion: counts, byGroup: counts, byState: counts, byChannel: counts,
+  healthy: z.number(), updating: z.number(), failed: z.number(), drifting: z.number(), offline: z.number(),
+});
+export const auditVerifyView = z.object({ ok: z.boolean(), entries: z.number(), firstBad: z.object({ seq: z.number(), reason: z.string() }).optional() });
+export const ranAtView = z.object({ commit: nullableString, version: nullableString, since: nullableString });
+export const lockView = z.array(z.object({ group: z.string(), holder: z.string(), acquiredAt: z.string() }));
+export const createdTokenView = z.object({ id: z.string(), name: z.string(), role: z.enum(['admin', 'viewer']), token: z.string() });
+export const createdEnrollmentTokenView = z.object({ id: z.string(), token: z.string(), group: z.string(), reusable: z.boolean(), labels: z.record(z.string(), z.string()), expiresAt: nullableString });
