@@ -225,10 +225,13 @@ export async function nextForDevice(fdb: FleetDb, dev: DeviceAuth, now: Date, op
     const rollout = r!;
     const claimed = await writeTx(fdb, async (tx) => {
       // The rollout's row lock serializes claims across server instances.
-      let lock = tx.selectFrom('rollouts').select(['state', 'current_wave']).where('id', '=', rollout.id);
+      let lock = tx.selectFrom('rollouts').select(['state']).where('id', '=', rollout.id);
       if (fdb.dialect === 'postgres') lock = lock.forUpdate();
       const fresh = await lock.executeTakeFirst();
-      if (!fresh || fresh.state !== 'active' || Number(fresh.current_wave) !== Number(rollout.current_wave)) return 'retry' as const;
+      // Changed since the read: paused or ended. (A wave change needs no
+      // check: waves only grow, so the device is still in.)
+      if (!fresh || fresh.state === 'paused') return 'paused' as const;
+      if (fresh.state !== 'active' && fresh.state !== 'completed') return 'no-rollout' as const;
       const cutoff = new Date(now.getTime() - CLAIM_TIMEOUT_SECONDS * 1000).toISOString();
       const res = await tx
         .selectFrom('device_rollouts')
@@ -248,7 +251,6 @@ export async function nextForDevice(fdb: FleetDb, dev: DeviceAuth, now: Date, op
         .execute();
       return 'claimed' as const;
     });
-    if (claimed === 'retry') return { action: 'none', reason: 'concurrency', pollAfterSeconds: Math.min(poll, 10) };
     if (claimed !== 'claimed') return { action: 'none', reason: claimed, pollAfterSeconds: poll };
   }
   return {

@@ -172,6 +172,9 @@ describe.each(DIALECTS)('fleet API (%s)', (dialect) => {
       view = (await f.req('GET', `/v1/rollouts/${ro.id}`, f.viewer)).json();
       expect(view.state).toBe('completed');
       expect(await next(f, rest[1])).toMatchObject({ action: 'none', reason: 'up-to-date' });
+      // A device enrolled after the rollout completed still gets the group's commit.
+      const [late] = await enroll(f, 'edge', 1);
+      expect(await next(f, late)).toMatchObject({ action: 'deploy', commit: C1, rolloutId: ro.id });
       const audit = (await f.req('GET', '/v1/audit?action=rollout.wave', f.viewer)).json();
       expect(audit).toHaveLength(1);
     });
