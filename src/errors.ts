@@ -67,6 +67,12 @@ export const ERROR_CODES = {
   OCI_INVALID: { exit: 65, meaning: 'an OCI image layout or `docker save` archive is malformed, or a blob does not match its sha256 digest' },
   NEEDS_ROOT: { exit: 77, meaning: 'the operation needs root (chroot for postprocess or debootstrap, setting file owners)' },
   COMMAND_FAILED: { exit: 1, meaning: 'a command strata ran for the user failed (a postprocess command, debootstrap, apt-get download); its last output line is shown' },
+  AGENT_NOT_ENROLLED: { exit: 78, meaning: 'the agent has no server or device token: run `strata agent enroll` or pass `--server` and `--token`' },
+  AGENT_STATE_INVALID: { exit: 65, meaning: "the agent's state file is not valid JSON of a known version; the message names the file (move it away to start over)" },
+  AGENT_SERVER_UNREACHABLE: { exit: 69, meaning: 'the fleet server could not be reached, timed out or answered 5xx; the agent retries with back-off' },
+  AGENT_REJECTED: { exit: 77, meaning: 'the fleet server refused the request (4xx): a bad or revoked token, an enrollment token already used, a report it does not accept' },
+  AGENT_PROTOCOL: { exit: 76, meaning: "the fleet server's answer does not match the device API contract (docs/fleet-api.md)" },
+  AGENT_STAGE_FAILED: { exit: 1, meaning: 'the agent could not pull, verify or stage the commit the server asked for; it reports the reason and retries' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
