@@ -172,7 +172,7 @@ export async function agentStep(opts: AgentOptions): Promise<StepResult> {
         case 'poll':
           return { next: { ok: true, answer: await client.next() } };
         case 'stage':
-          await stageTarget(opts, a.target);
+          await stageTarget(opts, a.target, client.server.href);
           return { staged: { ok: true } };
         case 'acquire-lock': {
           const r = await client.preReboot(id, group);
@@ -242,11 +242,13 @@ function ensureRemote(repo: string, name: string, url: string, signVerify: strin
 }
 
 /** Pulls the target commit (every object verified; its signature too with --sign-verify) and stages it. */
-export async function stageTarget(opts: AgentOptions, t: Target): Promise<void> {
+export async function stageTarget(opts: AgentOptions, t: Target, server: string): Promise<void> {
   const sysroot = Sysroot.open(opts.sysroot);
   const remote = opts.remoteName ?? 'fleet';
-  const url = new URL(t.repoUrl, opts.server ?? 'http://invalid/').href;
-  ensureRemote(sysroot.repoPath, remote, url, opts.signVerify);
+  if (t.repoUrl) ensureRemote(sysroot.repoPath, remote, new URL(t.repoUrl, server).href, opts.signVerify);
+  else if (!listRemotes({ repo: sysroot.repoPath }).some((r) => r.name === remote)) {
+    throw new StrataError('AGENT_STAGE_FAILED', `the server gave no repository URL and the sysroot has no remote '${remote}'; configure one with 'strata remote add ${remote} URL --repo ${sysroot.repoPath}'`, { remote });
+  }
   await pull({ repo: sysroot.repoPath, remote, rev: t.commit });
   const repo = sysroot.repo();
   const list = sysroot.deployments();
@@ -254,7 +256,7 @@ export async function stageTarget(opts: AgentOptions, t: Target): Promise<void> 
   if (booted && !t.allowDowngrade && repo.hasObject(booted.checksum, 'commit') && repo.loadCommit(toChecksum(t.commit)).timestamp < repo.loadCommit(booted.checksum).timestamp) {
     throw new StrataError('DOWNGRADE_REFUSED', `the server asks for ${t.commit.slice(0, 12)}, older than the running ${booted.checksum.slice(0, 12)}, without allowDowngrade`, { commit: t.commit });
   }
-  await deploy({ sysroot: opts.sysroot, booted: opts.booted, rev: t.commit, refspec: `${remote}:${t.ref}`, stage: true });
+  await deploy({ sysroot: opts.sysroot, booted: opts.booted, rev: t.commit, refspec: t.ref ? `${remote}:${t.ref}` : t.commit, stage: true });
 }
 
 function healthOfRow(d: DeploymentStatus): NonNullable<DeviceReport['deployments']>[number]['health'] {

@@ -97,8 +97,8 @@ export function targetOf(answer: Extract<NextAnswer, { action: 'deploy' }>): Tar
     releaseId: answer.releaseId ?? null,
     commit: answer.commit,
     version: answer.version ?? null,
-    ref: answer.ref,
-    repoUrl: answer.repoUrl,
+    ref: answer.ref ?? null,
+    repoUrl: answer.repoUrl ?? null,
     allowDowngrade: answer.allowDowngrade ?? false,
     window: answer.window ?? null,
   };

@@ -28,8 +28,10 @@ const DeploySchema = z.object({
   releaseId: z.string().nullish(),
   commit: COMMIT,
   version: z.string().nullish(),
-  ref: z.string().min(1),
-  repoUrl: z.string().min(1),
+  /** Null when the release names a bare commit. */
+  ref: z.string().min(1).nullish(),
+  /** Null when the server knows no repository URL: the agent's remote must already be configured. */
+  repoUrl: z.string().min(1).nullish(),
   allowDowngrade: z.boolean().optional(),
   pollAfterSeconds: z.number().nonnegative().optional(),
   /** Not in every server's answer: the reboot window of the rollout, when it has one. */

@@ -19,8 +19,8 @@ export interface Target {
   releaseId: string | null;
   commit: string;
   version: string | null;
-  ref: string;
-  repoUrl: string;
+  ref: string | null;
+  repoUrl: string | null;
   allowDowngrade: boolean;
   window: RebootWindow | null;
 }
