@@ -23,7 +23,7 @@ function obs(partial: Partial<Observation> = {}): Observation {
 }
 
 function enrolled(): AgentState {
-  return { ...emptyState(), server: 'http://fleet/', deviceId: 'dev_1', token: 't', group: 'edge' };
+  return { ...emptyState(), server: 'http://fleet/', deviceId: 'dev_1', token: 't', group: 'edge', inventoryAt: new Date(T0).toISOString() };
 }
 
 /** Feeds one observation after another, keeping the state; returns every decision. */
@@ -65,6 +65,18 @@ describe('decideAgentStep: one update, by hand', () => {
     expect(d.reports.map((r) => ({ state: r.state, full: r.full }))).toEqual([{ state: 'healthy', full: true }]);
     expect(d.state.phase).toEqual({ name: 'idle' });
     expect(d.state.outcomes.map((o) => o.outcome)).toEqual(['healthy']);
+  });
+
+  it('an idle agent reports what it runs at its first step and then every inventorySeconds, not while updating', () => {
+    const c = DEFAULT_CONFIG;
+    let d = decideAgentStep({ ...enrolled(), inventoryAt: null }, obs(), c);
+    expect(d.reports).toEqual([{ state: 'checking', target: null, full: true }]);
+    d = decideAgentStep(d.state, obs({ now: T0 + 1000, next: { ok: true, answer: noneAnswer('up-to-date') } }), c);
+    expect(d.reports).toEqual([]);
+    d = decideAgentStep(d.state, obs({ now: T0 + c.inventorySeconds * 1000 }), c);
+    expect(d.reports.map((r) => r.state)).toEqual(['checking']);
+    const busy: AgentState = { ...enrolled(), inventoryAt: null, phase: { name: 'staged', target: targetV2() } };
+    expect(decideAgentStep(busy, obs({ pending: V2 }), c).reports.map((r) => r.state)).not.toContain('checking');
   });
 
   it('a health record older than the reboot is not taken for this boot', () => {
@@ -298,6 +310,7 @@ const configArb = fc.record({
   pollSeconds: fc.integer({ min: 1, max: 300 }),
   backoffBaseSeconds: fc.integer({ min: 1, max: 30 }),
   backoffMaxSeconds: fc.integer({ min: 30, max: 900 }),
+  inventorySeconds: fc.integer({ min: 60, max: 86400 }),
 });
 
 describe('decideAgentStep: properties', () => {

@@ -268,8 +268,9 @@ function healthOfRow(d: DeploymentStatus): NonNullable<DeviceReport['deployments
 /** A report with what the device looks like now: booted and staged commits; after a boot also deployments, health, /etc digest and verify. */
 async function buildReport(opts: AgentOptions, intent: ReportIntent): Promise<DeviceReport> {
   const t = intent.target;
-  const report: DeviceReport = { state: intent.state, commit: t.commit };
-  if (t.rolloutId) report.rolloutId = t.rolloutId;
+  const report: DeviceReport = { state: intent.state };
+  if (t) report.commit = t.commit;
+  if (t?.rolloutId) report.rolloutId = t.rolloutId;
   const st = status({ sysroot: opts.sysroot, booted: opts.booted });
   const booted = st.deployments.find((d) => d.booted);
   const staged = st.deployments.find((d) => d.staged);
@@ -290,8 +291,8 @@ async function buildReport(opts: AgentOptions, intent: ReportIntent): Promise<De
       }
     }
     // What failed on the target, when the device is not running it (a fallback).
-    const failedTarget = st.deployments.find((d) => d.checksum === t.commit && !d.booted && d.health && !d.health.ok);
-    if (failedTarget?.health) details.push(`failed checks on ${t.commit.slice(0, 12)}: ${failedTarget.health.failed.map((f) => `${f.name} (${f.reason})`).join('; ')}`);
+    const failedTarget = t && st.deployments.find((d) => d.checksum === t.commit && !d.booted && d.health && !d.health.ok);
+    if (t && failedTarget?.health) details.push(`failed checks on ${t.commit.slice(0, 12)}: ${failedTarget.health.failed.map((f) => `${f.name} (${f.reason})`).join('; ')}`);
   }
   if (details.length) report.details = details.join('; ');
   return report;

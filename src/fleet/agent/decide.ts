@@ -28,9 +28,11 @@ export interface AgentConfig {
   /** Back-off after the first failure to reach the server, doubled per failure up to `backoffMaxSeconds`. */
   backoffBaseSeconds: number;
   backoffMaxSeconds: number;
+  /** How often an idle agent tells the server what it runs (`checking` with deployments, /etc digest, verify). */
+  inventorySeconds: number;
 }
 
-export const DEFAULT_CONFIG: AgentConfig = { strategy: 'immediate', window: null, pollSeconds: 60, backoffBaseSeconds: 5, backoffMaxSeconds: 600 };
+export const DEFAULT_CONFIG: AgentConfig = { strategy: 'immediate', window: null, pollSeconds: 60, backoffBaseSeconds: 5, backoffMaxSeconds: 600, inventorySeconds: 6 * 3600 };
 
 type Result = { ok: true } | { ok: false; error: string };
 
@@ -62,7 +64,8 @@ export interface Observation {
 /** A report to queue; agent.ts adds what the device looks like (deployments, /etc digest, verify, health). */
 export interface ReportIntent {
   state: ReportState;
-  target: Target;
+  /** The update it is about; null for an inventory. */
+  target: Target | null;
   details?: string;
   /** Add deployments, health, /etc digest and verify (the post-boot states). */
   full: boolean;
@@ -214,7 +217,11 @@ export function decideAgentStep(state: AgentState, obs: Observation, config: Age
     }
   }
 
-  // 3. Server calls owed or due.
+  // 3. Server calls owed or due. First, an idle device says what it runs (at start, then now and then), so the server knows devices no rollout touched.
+  if (s.phase.name === 'idle' && now - ms(s.inventoryAt) >= config.inventorySeconds * 1000) {
+    s.inventoryAt = iso(now);
+    reports.push({ state: 'checking', target: null, full: true });
+  }
   if (s.lock === 'release' && reachable) return decision({ kind: 'release-lock' });
   const r = s.phase;
   if (reachable && now >= ms(s.nextPollAt)) return decision({ kind: 'poll' });

@@ -62,6 +62,8 @@ export interface AgentState {
   nextPollAt: string | null;
   /** Why the server, when last asked, said not to deploy now ('paused', 'held'…); null after a deploy answer. */
   hold: string | null;
+  /** When the agent last sent a full inventory (`checking`) while idle; null: never. */
+  inventoryAt: string | null;
 }
 
 /** Bounds on the lists, so a device that runs for years keeps a small file. */
@@ -83,6 +85,7 @@ export function emptyState(): AgentState {
     backoff: { failures: 0, until: null },
     nextPollAt: null,
     hold: null,
+    inventoryAt: null,
   };
 }
 
