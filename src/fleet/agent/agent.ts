@@ -107,11 +107,12 @@ export async function agentStep(opts: AgentOptions): Promise<StepResult> {
   const result: StepResult = { phase: state.phase.name, actions: [], reportsSent: [], wait: null, rebooted: false, state };
 
   let outcome: Partial<Observation> = {};
+  let polled = false;
   if (state.outbox.length && reachable(state, now())) outcome.flush = await flush();
 
   for (let i = 0; i < MAX_ACTIONS; i++) {
     const local = observeLocal(opts);
-    const d = decideAgentStep(state, { ...local.obs, now: now(), random: random(), ...outcome }, config);
+    const d = decideAgentStep(state, { ...local.obs, now: now(), random: random(), polled, ...outcome }, config);
     state = d.state;
     for (const intent of d.reports) state.outbox.push(await buildReport(opts, intent));
     if (state.outbox.length > KEEP_OUTBOX) state.outbox.splice(0, state.outbox.length - KEEP_OUTBOX);
@@ -135,6 +136,7 @@ export async function agentStep(opts: AgentOptions): Promise<StepResult> {
       result.rebooted = true;
       break;
     }
+    if (a.kind === 'poll') polled = true;
     Object.assign(outcome, await perform(a));
   }
   result.state = state;

@@ -59,6 +59,8 @@ export interface Observation {
   lock?: { ok: true } | { ok: false; error: string; denied: boolean };
   /** The outcome of `release-lock`. */
   released?: Result;
+  /** The server was asked already in this step: one poll per step, whatever pollAfterSeconds says. */
+  polled?: boolean;
 }
 
 /** A report to queue; agent.ts adds what the device looks like (deployments, /etc digest, verify, health). */
@@ -224,7 +226,7 @@ export function decideAgentStep(state: AgentState, obs: Observation, config: Age
   }
   if (s.lock === 'release' && reachable) return decision({ kind: 'release-lock' });
   const r = s.phase;
-  if (reachable && now >= ms(s.nextPollAt)) return decision({ kind: 'poll' });
+  if (reachable && !obs.polled && now >= ms(s.nextPollAt)) return decision({ kind: 'poll' });
 
   // 4. The update in progress, on the last instruction.
   if (r.name === 'staging') {
