@@ -17,40 +17,20 @@ import { buildApp } from '../../src/fleet/app.js';
 import type { FleetDb } from '../../src/fleet/db.js';
 import { createAdminToken } from '../../src/fleet/tokens.js';
 import { bucketOf } from '../../src/fleet/rollout-policy.js';
-import { agentEnroll, agentStep, type AgentOptions } from '../../src/fleet/agent/agent.js';
+import { agentEnroll, agentStep } from '../../src/fleet/agent/agent.js';
 import { loadState } from '../../src/fleet/agent/state.js';
 import { toChecksum } from '../../src/core/objects.js';
 import { Repo } from '../../src/repo/repo.js';
-import { commit } from '../../src/repo/commit.js';
-import { addRemote } from '../../src/remote/remotes.js';
-import { pull } from '../../src/remote/pull.js';
-import { deploy } from '../../src/sysroot/deploy.js';
-import { healthRun } from '../../src/sysroot/health.js';
-import { finalizeStaged } from '../../src/sysroot/manage.js';
-import { initFs, osInit } from '../../src/sysroot/init.js';
 import { status } from '../../src/sysroot/status.js';
-import { boot } from '../helpers/boot-model.js';
 import { tmpDir } from '../helpers/fixtures.js';
-import { STATEROOT, writeOsTree } from '../helpers/sysroot.js';
+import { STATEROOT } from '../helpers/sysroot.js';
+import { FLEET_REF, type SimDevice, agentOptionsFor, makeDevice, makeServedRepo, rebootDevice, rebootsOf, runningCommit } from '../helpers/agent-device.js';
 import { DIALECTS, openTestDb } from '../fleet/helpers/fleet.js';
 
-const REF = 'testos/stable';
 const N = 10;
 const CHECK = 'usr/lib/strata/health.d/required.d/50-app';
 // The v2 app fails on some hardware: devices whose /var holds this marker.
 const appCheck = `#!/bin/sh\nif [ -e "$STRATA_SYSROOT/ostree/deploy/${STATEROOT}/var/lib/app/bad-hardware" ]; then echo "app does not start on this board" >&2; exit 1; fi\nexit 0\n`;
-
-interface Device {
-  name: string;
-  dir: string;
-  stateFile: string;
-  rebootLog: string;
-  booted: string;
-  id: string;
-  needsBoot: boolean;
-}
-
-const rebootsOf = (d: Device) => (fs.existsSync(d.rebootLog) ? fs.readFileSync(d.rebootLog, 'utf8').split('\n').filter(Boolean).length : 0);
 
 describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
   let app: FastifyInstance;
@@ -59,7 +39,7 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
   let server: string;
   let admin: string;
   const v: Record<'v1' | 'v2', string> = { v1: '', v2: '' };
-  const devices: Device[] = [];
+  const devices: SimDevice[] = [];
 
   const api = async <T = unknown>(method: string, url: string, body?: unknown): Promise<T> => {
     const res = await fetch(new URL(url, server), { method, headers: { authorization: `Bearer ${admin}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
@@ -68,28 +48,12 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
     return JSON.parse(text) as T;
   };
 
-  const agentOpts = (d: Device): AgentOptions => ({
-    sysroot: d.dir,
-    booted: d.booted,
-    stateFile: d.stateFile,
-    rebootCommand: ['sh', '-c', `echo reboot >> ${d.rebootLog}`],
-    log: process.env.E2E_DEBUG ? (line) => console.log(d.name, line) : undefined,
-  });
-
-  /** Shutdown (finalize the staged deployment), boot through the model, then the health check service. */
-  async function rebootDevice(d: Device): Promise<void> {
-    await finalizeStaged({ sysroot: d.dir, booted: d.booted });
-    d.booted = fs.realpathSync(boot(d.dir).deployment);
-    const h = await healthRun({ sysroot: d.dir, booted: d.booted, rebootCommand: null });
-    d.needsBoot = h.rebootRequested;
-  }
-
   /** Rounds of: every agent steps once, then devices that asked for a reboot boot. Until nothing moves. */
   async function settle(maxRounds = 12): Promise<void> {
     for (let round = 0; round < maxRounds; round++) {
       let moved = false;
       for (const d of devices) {
-        const r = await agentStep(agentOpts(d));
+        const r = await agentStep(agentOptionsFor(d));
         if (r.rebooted) d.needsBoot = true;
         if (r.reportsSent.length || r.rebooted) moved = true;
       }
@@ -103,15 +67,10 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
 
   beforeAll(async () => {
     const base = tmpDir('strata-fleet-e2e-');
-    // The served repository: v1, then v2 with the app's health check.
+    // The served repository: v1, then v2 with the app's health check (the same default /etc in both).
     const repoDir = path.join(base, 'repo');
-    Repo.init(repoDir, 'archive');
     const sameEtc = { motd: 'welcome\n' };
-    for (const [name, version, files] of [['v1', '1.0', {}], ['v2', '2.0', { [CHECK]: appCheck, 'usr/share/app/VERSION': '2\n' }]] as const) {
-      const src = path.join(base, `tree-${name}`);
-      writeOsTree(src, { version, etc: sameEtc, files });
-      v[name] = (await commit({ repo: repoDir, branch: REF, source: src, metadata: [['version', version]], timestamp: name === 'v1' ? 1_700_000_000 : 1_700_100_000 })).commit;
-    }
+    [v.v1, v.v2] = await makeServedRepo(repoDir, [{ version: '1.0', etc: sameEtc }, { version: '2.0', etc: sameEtc, files: { [CHECK]: appCheck, 'usr/share/app/VERSION': '2\n' } }]);
 
     const db = await openTestDb(dialect);
     fdb = db.fdb;
@@ -121,23 +80,14 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
     server = await app.listen({ host: '127.0.0.1', port: 0 });
     admin = (await createAdminToken(fdb, { name: 'e2e', role: 'admin', actor: 'test' })).token;
 
-    await api('POST', '/v1/channels', { name: 'stable', ref: REF });
+    await api('POST', '/v1/channels', { name: 'stable', ref: FLEET_REF });
     const rel1 = await api<{ id: string }>('POST', '/v1/releases', { channel: 'stable', commit: v.v1, version: '1.0' });
     await api('POST', '/v1/groups', { name: 'edge', channel: 'stable', releaseId: rel1.id });
     const enrollToken = (await api<{ token: string }>('POST', '/v1/enrollment-tokens', { group: 'edge', reusable: true, labels: { site: 'lyon' } })).token;
 
     // The factory image: v1 deployed with boot counting, booted, blessed; then enrolled.
     for (let i = 0; i < N; i++) {
-      const dir = path.join(base, `dev-${i}`, 'sysroot');
-      initFs({ dir });
-      osInit({ sysroot: dir, stateroot: STATEROOT });
-      fs.appendFileSync(path.join(dir, 'ostree/repo/config'), '\n[sysroot]\nboot-counting-tries=2\n');
-      addRemote({ repo: path.join(dir, 'ostree/repo'), name: 'factory', url: `file://${repoDir}`, noSignVerify: true });
-      await pull({ repo: path.join(dir, 'ostree/repo'), remote: 'factory', rev: v.v1 });
-      await deploy({ sysroot: dir, rev: v.v1, refspec: `factory:${REF}` });
-      const booted = fs.realpathSync(boot(dir).deployment);
-      expect((await healthRun({ sysroot: dir, booted, rebootCommand: null })).blessed).toBe(true);
-      const d: Device = { name: `edge-${i}`, dir, stateFile: path.join(base, `dev-${i}`, 'agent.json'), rebootLog: path.join(base, `dev-${i}`, 'reboots'), booted, id: '', needsBoot: false };
+      const d = await makeDevice(base, `edge-${i}`, repoDir, v.v1);
       d.id = (await agentEnroll({ server, enrollmentToken: enrollToken, name: d.name, labels: { rack: String(i % 3) }, stateFile: d.stateFile })).deviceId;
       devices.push(d);
     }
@@ -176,7 +126,7 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
     const tampered = at(1);
     for (let round = 0; round < 12; round++) {
       for (const d of devices) {
-        const r = await agentStep(agentOpts(d));
+        const r = await agentStep(agentOptionsFor(d));
         if (r.rebooted) d.needsBoot = true;
       }
       for (const d of devices.filter((x) => x.needsBoot)) {
@@ -203,7 +153,7 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
     expect(ro.pausedReason).toMatch(/threshold/);
 
     // What each device runs, seen on the device itself.
-    const runs = (d: Device) => status({ sysroot: d.dir, booted: d.booted }).deployments.find((x) => x.booted)?.checksum;
+    const runs = runningCommit;
     const healthy = [at(0), at(1), at(2), at(5)];
     const untouched = devices.slice(6);
     for (const d of healthy) expect(runs(d), d.name).toBe(v.v2);
