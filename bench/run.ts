@@ -4,6 +4,7 @@
 //   node dist/bench/run.js commit [--rounds N] [--only commit|checkout|fsck[,...]]
 //   node dist/bench/run.js deploy [--rounds N] [--kernel new|same]   (bench/deploy.ts)
 //   node dist/bench/run.js pull [--rounds N]                          (bench/pull.ts)
+//   node dist/bench/run.js fleet [--devices N] [--duration S] [--db sqlite|postgres|both]  (bench/fleet.ts)
 //
 // Every timed step is a whole process (`node bin/strata.js ...` or `ostree ...`),
 // run under /usr/bin/time for its peak RSS. Caches stay warm for both tools; the
@@ -19,11 +20,12 @@ import {
 } from './common.js';
 import { DEPLOY_USAGE, type KernelChoice, runDeployBench } from './deploy.js';
 import { PULL_USAGE, runPullBench } from './pull.js';
+import { FLEET_USAGE, runFleetBench } from './fleet.js';
 
 type Mode = 'archive' | 'bare-user';
 type Part = 'commit' | 'checkout' | 'fsck';
 
-const SUITES = ['commit', 'deploy', 'pull'] as const;
+const SUITES = ['commit', 'deploy', 'pull', 'fleet'] as const;
 const PARTS: readonly Part[] = ['commit', 'checkout', 'fsck'];
 const MODES: readonly Mode[] = ['archive', 'bare-user'];
 const BRANCH = 'bench';
@@ -49,9 +51,13 @@ interface Options {
   parts: Set<Part>;
   /** deploy suite: whether rootfs-b brings a new kernel. */
   kernel: KernelChoice;
+  /** fleet suite */
+  devices: number;
+  durationS: number;
+  dialects: ('sqlite' | 'postgres')[];
 }
 
-const USAGE = `usage: node dist/bench/run.js ${COMMIT_USAGE}\n       node dist/bench/run.js ${DEPLOY_USAGE}\n       node dist/bench/run.js ${PULL_USAGE}`;
+const USAGE = `usage: node dist/bench/run.js ${COMMIT_USAGE}\n       node dist/bench/run.js ${DEPLOY_USAGE}\n       node dist/bench/run.js ${PULL_USAGE}\n       node dist/bench/run.js ${FLEET_USAGE}`;
 
 function parseOptions(argv: string[]): Options {
   let parsed;
@@ -60,7 +66,10 @@ function parseOptions(argv: string[]): Options {
       args: argv,
       allowPositionals: true,
       strict: true,
-      options: { rounds: { type: 'string' }, only: { type: 'string' }, kernel: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        rounds: { type: 'string' }, only: { type: 'string' }, kernel: { type: 'string' }, devices: { type: 'string' }, duration: { type: 'string' }, db: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
     });
   } catch (e) {
     throw new UsageError(`${(e as Error).message}; ${USAGE}`);
@@ -84,7 +93,15 @@ function parseOptions(argv: string[]): Options {
   }
   const kernel = values.kernel ?? 'new';
   if (kernel !== 'new' && kernel !== 'same') throw new UsageError(`--kernel takes new or same, got '${kernel}'`);
-  return { suite: suite as Options['suite'], rounds, parts, kernel };
+  if (suite !== 'fleet' && (values.devices !== undefined || values.duration !== undefined || values.db !== undefined)) throw new UsageError(`--devices, --duration and --db belong to the fleet suite; usage: run.js ${FLEET_USAGE}`);
+  const devices = Number(values.devices ?? 100_000);
+  if (!Number.isInteger(devices) || devices < 1000) throw new UsageError(`--devices needs a whole number >= 1000, got '${values.devices}'`);
+  const durationS = Number(values.duration ?? 10);
+  if (!Number.isInteger(durationS) || durationS < 1) throw new UsageError(`--duration needs whole seconds >= 1, got '${values.duration}'`);
+  const db = values.db ?? 'both';
+  if (db !== 'sqlite' && db !== 'postgres' && db !== 'both') throw new UsageError(`--db takes sqlite, postgres or both, got '${db}'`);
+  const dialects: Options['dialects'] = db === 'both' ? ['sqlite', 'postgres'] : [db];
+  return { suite: suite as Options['suite'], rounds, parts, kernel, devices, durationS, dialects };
 }
 
 // ---------------------------------------------------------------- the tools, as a user runs them
@@ -301,6 +318,12 @@ function report(c: Collected, opts: Options): { results: Record<string, unknown>
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
   const root = findRepoRoot();
+  if (opts.suite === 'fleet') {
+    // Needs neither ostree nor the rootfs pair.
+    const out = await runFleetBench({ devices: opts.devices, durationS: opts.durationS, dialects: opts.dialects, root });
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    return 0;
+  }
   const base = checkEnvironment(root);
   const { cache, trees } = buildRootfs(root);
   if (opts.suite === 'deploy') {

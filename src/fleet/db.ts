@@ -3,7 +3,8 @@
 // 8601 UTC strings, JSON values are text, booleans are 0/1 integers, so one
 // schema and one set of queries serve both dialects.
 
-import { Kysely, PostgresDialect, SqliteDialect, sql, type Transaction } from 'kysely';
+import { createHash } from 'node:crypto';
+import { Kysely, PostgresDialect, SqliteDialect, sql, type PostgresPool, type PostgresPoolClient, type SqliteDatabase, type Transaction } from 'kysely';
 import { StrataError } from '../errors.js';
 
 export interface DevicesTable {
@@ -185,12 +186,12 @@ export async function openDb(url: string, opts: { poolSize?: number } = {}): Pro
     raw.pragma('synchronous = NORMAL');
     raw.pragma('busy_timeout = 5000');
     raw.pragma('foreign_keys = ON');
-    const db = new Kysely<FleetDatabase>({ dialect: new SqliteDialect({ database: raw }) });
+    const db = new Kysely<FleetDatabase>({ dialect: new SqliteDialect({ database: cachingStatements(raw) }) });
     return { db, dialect, shown: url, close: () => db.destroy() };
   }
   const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: target, max: opts.poolSize ?? 10 });
-  const db = new Kysely<FleetDatabase>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<FleetDatabase>({ dialect: new PostgresDialect({ pool: namedStatements(pool) }) });
   try {
     await sql`select 1`.execute(db);
   } catch (err) {
@@ -198,6 +199,61 @@ export async function openDb(url: string, opts: { poolSize?: number } = {}): Pro
     throw new StrataError('FLEET_DB', `cannot connect to ${hidePassword(url)}: ${(err as Error).message}`, { url: hidePassword(url) });
   }
   return { db, dialect, shown: hidePassword(url), close: () => db.destroy() };
+}
+
+const STATEMENT_CACHE = 256;
+
+/**
+ * better-sqlite3 compiles a statement on every prepare(); Kysely prepares on
+ * every query. Keeping the compiled statements by SQL text saves that on the
+ * hot paths (the same few queries run for every device poll).
+ */
+function cachingStatements(raw: import('better-sqlite3').Database): SqliteDatabase {
+  const cache = new Map<string, import('better-sqlite3').Statement>();
+  return {
+    close: () => raw.close(),
+    prepare(text: string) {
+      let st = cache.get(text);
+      if (!st) {
+        st = raw.prepare(text);
+        if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value!);
+        cache.set(text, st);
+      }
+      return st;
+    },
+  };
+}
+
+/**
+ * The same for PostgreSQL: data statements with few parameters become named
+ * prepared statements, parsed and planned once per connection.
+ */
+function namedStatements(pool: import('pg').Pool): PostgresPool {
+  const names = new Map<string, string>();
+  const nameOf = (text: string): string => {
+    let n = names.get(text);
+    if (!n) {
+      n = 'k' + createHash('sha1').update(text).digest('hex').slice(0, 20);
+      if (names.size < 4096) names.set(text, n);
+    }
+    return n;
+  };
+  return {
+    end: () => pool.end(),
+    async connect() {
+      const client = await pool.connect();
+      const wrapped = {
+        query(text: unknown, params?: readonly unknown[]) {
+          if (typeof text === 'string' && params && params.length <= 32 && /^\s*(select|insert|update|delete)\b/i.test(text)) {
+            return client.query({ name: nameOf(text), text, values: params as unknown[] });
+          }
+          return (client.query as (a: unknown, b?: unknown) => unknown)(text, params);
+        },
+        release: () => client.release(),
+      };
+      return wrapped as unknown as PostgresPoolClient;
+    },
+  };
 }
 
 /**

@@ -143,6 +143,15 @@ const MIGRATIONS: Record<string, Migration> = {
       }
     },
   },
+  // Every device poll looks up its group's newest rollout.
+  '0002-rollouts-group-serial': {
+    async up(db: AnyDb) {
+      await db.schema.createIndex('rollouts_group_serial').on('rollouts').columns(['group_name', 'serial']).execute();
+    },
+    async down(db: AnyDb) {
+      await db.schema.dropIndex('rollouts_group_serial').execute();
+    },
+  },
 };
 
 class CodeMigrations implements MigrationProvider {

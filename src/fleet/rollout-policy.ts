@@ -138,7 +138,7 @@ export function shouldPause(stats: WaveStats, threshold: number, acknowledged = 
   return failureRate(stats, acknowledged) > threshold;
 }
 
-const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
+const pct = (x: number): string => `${Math.round(x * 10000) / 100}%`;
 
 /**
  * One step of an active rollout given the current wave's figures: pause when
