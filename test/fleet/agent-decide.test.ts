@@ -79,6 +79,27 @@ describe('decideAgentStep: one update, by hand', () => {
     expect(decideAgentStep(busy, obs({ pending: V2 }), c).reports.map((r) => r.state)).not.toContain('checking');
   });
 
+  it('a one-device rollback (no rollout id) is done once while the server asks; asked again later, it is a new update', () => {
+    const c = DEFAULT_CONFIG;
+    const override = deployAnswer(V1, 'x', { rolloutId: null, releaseId: null, allowDowngrade: true });
+    const key = updateKey({ rolloutId: null, commit: V1 });
+    // Running v2; the admin sends it back to v1: staged, rebooted, healthy.
+    let d = decideAgentStep(enrolled(), obs({ booted: { commit: V2, counting: false }, next: { ok: true, answer: override } }), c);
+    expect(d.action.kind).toBe('stage');
+    d = decideAgentStep(d.state, obs({ booted: { commit: V2, counting: false }, pending: V1, staged: { ok: true } }), c);
+    expect(d.action.kind).toBe('reboot');
+    d = decideAgentStep(d.state, obs({ now: T0 + 10_000, health: { ok: true, at: new Date(T0 + 9000).toISOString() } }), c);
+    expect(d.state.outcomes.map((o) => o.key)).toEqual([key]);
+    // While the server still says so, nothing more happens.
+    d = decideAgentStep(d.state, obs({ now: T0 + 20_000, next: { ok: true, answer: override } }), c);
+    expect(d.action.kind).toBe('wait');
+    // Later: v2 again (a rollout), then another rollback to v1: it is done again.
+    d = decideAgentStep(d.state, obs({ now: T0 + 30_000, next: { ok: true, answer: noneAnswer('up-to-date') } }), c);
+    expect(d.state.outcomes.map((o) => o.key)).toEqual([]);
+    d = decideAgentStep(d.state, obs({ now: T0 + 40_000, booted: { commit: V2, counting: false }, next: { ok: true, answer: override } }), c);
+    expect(d.action.kind).toBe('stage');
+  });
+
   it('a health record older than the reboot is not taken for this boot', () => {
     const s: AgentState = { ...enrolled(), phase: { name: 'booted', target: targetV2(), since: new Date(T0).toISOString() } };
     const d = decideAgentStep(s, obs({ booted: { commit: V2, counting: true }, health: { ok: false, at: new Date(T0 - 1000).toISOString() } }));

@@ -160,10 +160,12 @@ export function decideAgentStep(state: AgentState, obs: Observation, config: Age
       serverUp();
       const answer = obs.next.answer;
       s.nextPollAt = iso(now + (answer.pollAfterSeconds ?? config.pollSeconds) * 1000);
+      const t = answer.action === 'deploy' ? targetOf(answer) : null;
+      forgetEndedOverrides(s, t);
       if (answer.action === 'none') s.hold = answer.reason;
       else {
         s.hold = null;
-        takeInstruction(s, targetOf(answer), obs, reports);
+        takeInstruction(s, t as Target, obs, reports);
       }
     }
   }
@@ -272,6 +274,21 @@ function waitUntil(s: AgentState, now: number, until: number, reason: string): A
 
 function withReleaseOrWait(s: AgentState, reachable: boolean, wait: AgentAction): AgentAction {
   return s.lock === 'release' && reachable ? { kind: 'release-lock' } : wait;
+}
+
+/**
+ * A one-device rollback (no rollout id) is one update for as long as the
+ * server keeps asking for it; once it asks for something else, a later
+ * rollback to the same commit is a new update, not one already done.
+ */
+function forgetEndedOverrides(s: AgentState, asked: Target | null): void {
+  const keep = new Set<string>();
+  if (asked) keep.add(updateKey(asked));
+  const current = phaseTarget(s.phase);
+  if (current) keep.add(updateKey(current));
+  const ended = (key: string) => key.startsWith('-:') && !keep.has(key);
+  s.rebootedFor = s.rebootedFor.filter((x) => !ended(x.key));
+  s.outcomes = s.outcomes.filter((x) => !ended(x.key));
 }
 
 /** A deploy instruction from the server: start it, refresh the one in progress, or leave it for later. */
