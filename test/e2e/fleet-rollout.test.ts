@@ -22,7 +22,7 @@ import { loadState } from '../../src/fleet/agent/state.js';
 import { toChecksum } from '../../src/core/objects.js';
 import { Repo } from '../../src/repo/repo.js';
 import { status } from '../../src/sysroot/status.js';
-import { tmpDir } from '../helpers/fixtures.js';
+import { CLI, runAsync, tmpDir } from '../helpers/fixtures.js';
 import { STATEROOT } from '../helpers/sysroot.js';
 import { FLEET_REF, type SimDevice, agentOptionsFor, makeDevice, makeServedRepo, rebootDevice, rebootsOf, runningCommit } from '../helpers/agent-device.js';
 import { DIALECTS, openTestDb } from '../fleet/helpers/fleet.js';
@@ -36,6 +36,7 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
   let app: FastifyInstance;
   let fdb: FleetDb;
   let cleanupDb: () => Promise<void>;
+  let dbUrl: string;
   let server: string;
   let admin: string;
   const v: Record<'v1' | 'v2', string> = { v1: '', v2: '' };
@@ -74,6 +75,7 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
 
     const db = await openTestDb(dialect);
     fdb = db.fdb;
+    dbUrl = db.url;
     cleanupDb = db.cleanup;
     // Devices poll as often as they like: the test drives time by rounds.
     app = await buildApp({ db: fdb, repo: repoDir, pollAfterSeconds: 0, evaluateEverySeconds: 0, enrollRateLimit: { max: 1000, timeWindowMs: 60_000 } });
@@ -205,5 +207,8 @@ describe.each(DIALECTS)('fleet rollout end to end (%s)', (dialect) => {
     const victim = await fdb.db.selectFrom('audit_log').select(['seq']).where('action', '=', 'device.state').orderBy('seq').limit(1).executeTakeFirstOrThrow();
     await sql`update audit_log set actor = ${'device:someone-else'} where seq = ${victim.seq}`.execute(fdb.db);
     expect(await api('GET', '/v1/audit/verify')).toMatchObject({ ok: false, firstBad: { seq: Number(victim.seq) } });
+    const cli = await runAsync(process.execPath, [CLI, 'fleet', 'audit', 'verify', '--db', dbUrl]);
+    expect(cli.status).toBe(1);
+    expect(cli.stderr).toContain(`audit log broken at entry ${Number(victim.seq)}`);
   }, 120_000);
 });

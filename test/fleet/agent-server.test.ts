@@ -186,4 +186,18 @@ describe('strata agent against the fleet server', () => {
     const dev = await api<{ state: string }>('GET', `/v1/devices/${d.id}`);
     expect(dev.state).toBe('rolled-back');
   });
+
+  it('a reboot command that fails undoes the record: nothing rebooted, so the update may still reboot once', async () => {
+    const [d] = await enrolledDevices('flaky', 1);
+    await api('POST', '/v1/rollouts', { releaseId: relV2, group: 'flaky', waves: [{ percent: 100, soakSeconds: 0 }], maxConcurrent: 5, failureThreshold: 0.5, graceSeconds: 0 });
+    await expect(agentStep(agentOptionsFor(d, { rebootCommand: ['false'] }))).rejects.toMatchObject({ code: 'COMMAND_FAILED' });
+    const s = loadState(d.stateFile);
+    expect(s.phase.name).toBe('staged');
+    expect(s.rebootedFor).toEqual([]);
+    expect(fs.existsSync(rebootMarker(d.dir))).toBe(false);
+    expect((await agentStep(agentOptionsFor(d))).rebooted).toBe(true);
+    await rebootDevice(d);
+    expect((await agentStep(agentOptionsFor(d))).reportsSent).toEqual(expect.arrayContaining(['booted', 'healthy']));
+    expect(rebootsOf(d)).toBe(1);
+  });
 });
