@@ -26,18 +26,6 @@ function enrolled(): AgentState {
   return { ...emptyState(), server: 'http://fleet/', deviceId: 'dev_1', token: 't', group: 'edge', inventoryAt: new Date(T0).toISOString() };
 }
 
-/** Feeds one observation after another, keeping the state; returns every decision. */
-function walk(config: AgentConfig, steps: Observation[], start = enrolled()): { state: AgentState; decisions: Decision[] } {
-  let state = start;
-  const decisions: Decision[] = [];
-  for (const o of steps) {
-    const d = decideAgentStep(state, o, config);
-    decisions.push(d);
-    state = d.state;
-  }
-  return { state, decisions };
-}
-
 describe('decideAgentStep: one update, by hand', () => {
   it('polls, stages, reboots once, reports booted and healthy, then idles', () => {
     const c = DEFAULT_CONFIG;
