@@ -79,7 +79,7 @@ export async function createDatabase(adminUrl: string): Promise<{ url: string; d
     async drop() {
       const c2 = new pg.Client({ connectionString: adminUrl });
       await c2.connect();
-      await c2.query(`drop database if exists ${name} with (force)`);
+      await c2.query(`drop database if exists ${name}`);
       await c2.end();
     },
   };

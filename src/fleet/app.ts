@@ -38,7 +38,8 @@ export interface FleetAppOptions {
   closeDb?: boolean;
 }
 
-export type AuthKind = 'none' | 'device' | 'viewer' | 'admin';
+/** `device-self`: a device route that checks the token itself (the poll, in one query). */
+export type AuthKind = 'none' | 'device' | 'device-self' | 'viewer' | 'admin';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -67,6 +68,14 @@ function bearer(req: FastifyRequest): string | null {
   if (!h) return null;
   const m = /^Bearer\s+([A-Za-z0-9_-]{16,128})$/.exec(h);
   return m ? m[1] : '';
+}
+
+/** The request's bearer token, or FLEET_UNAUTHORIZED. */
+export function deviceToken(req: FastifyRequest): string {
+  const token = bearer(req);
+  if (token === null) throw new StrataError('FLEET_UNAUTHORIZED', 'this request needs a token: send Authorization: Bearer <token>');
+  if (token === '') throw new StrataError('FLEET_UNAUTHORIZED', 'the Authorization header is not "Bearer <token>"');
+  return token;
 }
 
 export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
@@ -128,10 +137,8 @@ export async function buildApp(opts: FleetAppOptions): Promise<FastifyInstance> 
 
   app.addHook('onRequest', async (req) => {
     const auth = req.routeOptions.config?.auth ?? 'none';
-    if (auth === 'none') return;
-    const token = bearer(req);
-    if (token === null) throw new StrataError('FLEET_UNAUTHORIZED', 'this request needs a token: send Authorization: Bearer <token>');
-    if (token === '') throw new StrataError('FLEET_UNAUTHORIZED', 'the Authorization header is not "Bearer <token>"');
+    if (auth === 'none' || auth === 'device-self') return;
+    const token = deviceToken(req);
     if (auth === 'device') {
       const dev = await deviceByToken(ctx.fdb, token);
       if (!dev) throw new StrataError('FLEET_UNAUTHORIZED', 'unknown device token; enroll the device again');
@@ -144,8 +151,9 @@ export async function buildApp(opts: FleetAppOptions): Promise<FastifyInstance> 
     if (auth === 'admin' && t.role !== 'admin') throw new StrataError('FLEET_FORBIDDEN', `token '${t.name}' has the viewer role; this needs admin`);
     req.admin = { id: t.id, name: t.name, role: t.role as Role };
   });
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     ctx.metrics.countRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode);
+    done();
   });
   app.addHook('onClose', async () => {
     await ctx.lastSeen.flush().catch(() => {});

@@ -191,6 +191,10 @@ export async function openDb(url: string, opts: { poolSize?: number } = {}): Pro
   }
   const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: target, max: opts.poolSize ?? 10 });
+  // An idle connection the server drops (restart, failover, admin) is
+  // discarded by the pool and replaced on next use; without a listener the
+  // error would end the process.
+  pool.on('error', () => {});
   const db = new Kysely<FleetDatabase>({ dialect: new PostgresDialect({ pool: namedStatements(pool) }) });
   try {
     await sql`select 1`.execute(db);

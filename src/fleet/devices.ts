@@ -7,8 +7,8 @@ import { StrataError } from '../errors.js';
 import { appendAudit } from './audit.js';
 import { sql, type CompiledQuery } from 'kysely';
 import { writeTx, type DevicesTable, type FleetDb } from './db.js';
-import { CLAIM_TIMEOUT_SECONDS, advanceRollout, parseWaves } from './rollouts.js';
-import { FINISHED_STATES, bucketOf, nextAction, type MaintenanceWindow, type NoneReason, type RolloutState } from './rollout-policy.js';
+import { CLAIM_TIMEOUT_SECONDS, advanceRollout } from './rollouts.js';
+import { FINISHED_STATES, bucketOf, nextAction, type MaintenanceWindow, type NoneReason, type RolloutState, type WaveState } from './rollout-policy.js';
 import { hashToken, newId, newToken } from './tokens.js';
 
 export interface DeviceAuth {
@@ -25,8 +25,12 @@ export interface DeviceAuth {
 const SLOT = '\u0000';
 const slot = (name: string): string => SLOT + name;
 
+type DeviceRow = { id: string; group_name: string; bucket: number; booted_commit: string | null; override_commit: string | null };
+
 interface HotQueries {
-  byToken: CompiledQuery<{ id: string; group_name: string; bucket: number; booted_commit: string | null; override_commit: string | null }>;
+  byToken: CompiledQuery<DeviceRow>;
+  /** The device, its group's newest rollout with release and channel, and its progress in it: one round trip per poll. */
+  poll: CompiledQuery<DeviceRow & Partial<Omit<RolloutRow, 'id'>> & { r_id: string | null }>;
   rollout: CompiledQuery<Omit<RolloutRow, 'dr_state'>>;
   progress: CompiledQuery<{ state: string }>;
 }
@@ -49,6 +53,16 @@ function hot(fdb: FleetDb): HotQueries {
       .limit(sql.lit(1))
       .compile(),
     progress: fdb.db.selectFrom('device_rollouts').select('state').where('device_id', '=', slot('device')).where('rollout_id', '=', slot('rollout')).compile(),
+    poll: sql<DeviceRow & Partial<Omit<RolloutRow, 'id'>> & { r_id: string | null }>`
+      select d.id, d.group_name, d.bucket, d.booted_commit, d.override_commit,
+        r.id as r_id, r.release_id, r.state, r.kind, r.current_wave, r.waves, r.max_concurrent, r."window", r.updated_at,
+        rel."commit", rel.version, ch.ref, dr.state as dr_state
+      from devices d
+      left join rollouts r on r.id = (select r2.id from rollouts r2 where r2.group_name = d.group_name order by r2.serial desc limit 1)
+      left join releases rel on rel.id = r.release_id
+      left join channels ch on ch.name = rel.channel
+      left join device_rollouts dr on dr.device_id = d.id and dr.rollout_id = r.id
+      where d.token_hash = ${slot('hash')}`.compile(fdb.db),
   };
   HOT.set(fdb, q);
   return q;
@@ -57,6 +71,16 @@ function hot(fdb: FleetDb): HotQueries {
 async function runHot<R>(fdb: FleetDb, q: CompiledQuery<R>, values: Record<string, unknown>): Promise<R | undefined> {
   const parameters = q.parameters.map((p) => (typeof p === 'string' && p.startsWith(SLOT) ? values[p.slice(1)] : p));
   return (await fdb.db.executeQuery<R>({ ...q, parameters })).rows[0];
+}
+
+/** The device a token names and what its poll needs, in one query; null for an unknown token. */
+export async function pollFacts(fdb: FleetDb, token: string): Promise<{ dev: DeviceAuth; rollout: RolloutRow | null } | null> {
+  const row = await runHot(fdb, hot(fdb).poll, { hash: hashToken(token) });
+  if (!row) return null;
+  const dev = { id: row.id, group: row.group_name, bucket: Number(row.bucket), bootedCommit: row.booted_commit, overrideCommit: row.override_commit };
+  if (!row.r_id) return { dev, rollout: null };
+  const r = row as unknown as RolloutRow & { r_id: string };
+  return { dev, rollout: { ...r, id: r.r_id } };
 }
 
 export async function deviceByToken(fdb: FleetDb, token: string): Promise<DeviceAuth | null> {
@@ -105,7 +129,7 @@ export type NextAnswer =
   | { action: 'none'; reason: NoneReason; pollAfterSeconds: number }
   | { action: 'deploy'; rolloutId: string | null; releaseId: string | null; commit: string; version: string | null; ref: string | null; repoUrl: string | null; allowDowngrade: boolean; pollAfterSeconds: number };
 
-interface RolloutRow {
+export interface RolloutRow {
   id: string;
   release_id: string;
   state: string;
@@ -137,10 +161,23 @@ async function currentRollout(fdb: FleetDb, dev: DeviceAuth): Promise<RolloutRow
   return { ...r, dr_state: progress?.state ?? null };
 }
 
-export async function nextForDevice(fdb: FleetDb, dev: DeviceAuth, now: Date, opts: NextOptions): Promise<NextAnswer> {
-  let r = await currentRollout(fdb, dev);
+// Parsed JSON columns of rollouts, by text: the same few rows are read by every poll.
+const parsed = new Map<string, unknown>();
+function parseCached<T>(text: string): T {
+  let v = parsed.get(text);
+  if (v === undefined) {
+    v = JSON.parse(text);
+    if (parsed.size >= 256) parsed.clear();
+    parsed.set(text, v);
+  }
+  return v as T;
+}
+
+/** `loaded`: the rollout row pollFacts() already read (undefined: read it here). */
+export async function nextForDevice(fdb: FleetDb, dev: DeviceAuth, now: Date, opts: NextOptions, loaded?: RolloutRow | null): Promise<NextAnswer> {
+  let r = loaded === undefined ? await currentRollout(fdb, dev) : (loaded ?? undefined);
   if (r && r.state === 'active') {
-    const w = parseWaves(r)[Number(r.current_wave)];
+    const w = parseCached<WaveState[]>(r.waves)[Number(r.current_wave)];
     const soaked = w.completedAt !== null && now.getTime() - Date.parse(w.completedAt) >= w.soakSeconds * 1000;
     const due = opts.evaluateEverySeconds > 0 && now.getTime() - Date.parse(r.updated_at) >= opts.evaluateEverySeconds * 1000;
     if (soaked || due) {
@@ -156,9 +193,9 @@ export async function nextForDevice(fdb: FleetDb, dev: DeviceAuth, now: Date, op
           state: r.state as RolloutState,
           kind: r.kind as 'forward' | 'rollback',
           currentWave: Number(r.current_wave),
-          waves: parseWaves(r),
+          waves: parseCached<WaveState[]>(r.waves),
           maxConcurrent: Number(r.max_concurrent),
-          window: r.window ? (JSON.parse(r.window) as MaintenanceWindow) : null,
+          window: r.window ? parseCached<MaintenanceWindow>(r.window) : null,
           commit: r.commit,
         }
       : null,

@@ -9,8 +9,15 @@ const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')
 export class Metrics {
   private requests = new Map<string, number>();
 
+  private keys = new Map<string, string>();
+
   countRequest(method: string, route: string, status: number): void {
-    const key = `method="${esc(method)}",route="${esc(route)}",status="${status}"`;
+    const short = `${method} ${route} ${status}`;
+    let key = this.keys.get(short);
+    if (key === undefined) {
+      key = `method="${esc(method)}",route="${esc(route)}",status="${status}"`;
+      this.keys.set(short, key);
+    }
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
   }
 
