@@ -77,6 +77,12 @@ export const ERROR_CODES = {
   FLEET_RATE_LIMITED: { exit: 75, http: 429, meaning: 'too many requests from this address (enrollment is rate-limited); retry after the time the server gives' },
   FLEET_DB: { exit: 69, http: 503, meaning: 'the fleet database is unreachable or refused the operation (bad --db URL, server down, schema newer than this strata)' },
   FLEET_AUDIT_BROKEN: { exit: 1, http: 500, meaning: 'the audit log hash chain does not verify: an entry was altered or removed; the message names the first bad sequence number' },
+  AGENT_NOT_ENROLLED: { exit: 78, meaning: 'the agent has no server or device token: run `strata agent enroll` or pass `--server` and `--token`' },
+  AGENT_STATE_INVALID: { exit: 65, meaning: "the agent's state file is not valid JSON of a known version; the message names the file (move it away to start over)" },
+  AGENT_SERVER_UNREACHABLE: { exit: 69, meaning: 'the fleet server could not be reached, timed out or answered 5xx; the agent retries with back-off' },
+  AGENT_REJECTED: { exit: 77, meaning: 'the fleet server refused the request (4xx): a bad or revoked token, an enrollment token already used, a report it does not accept' },
+  AGENT_PROTOCOL: { exit: 76, meaning: "the fleet server's answer does not match the device API contract (docs/fleet-api.md)" },
+  AGENT_STAGE_FAILED: { exit: 1, meaning: 'the agent could not pull, verify or stage the commit the server asked for; it reports the reason and retries' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
