@@ -53,6 +53,8 @@ export interface ApplyDeltaResult {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** libostree sizes parts by uncompressed objects; the payload adds modes, ops and patch framing. */
+const partLimit = (usize: number): number => Math.max(usize * 2, 1 << 20) + 64 * 1024 * 1024;
 const corrupt = (msg: string, data: Record<string, unknown> = {}): StrataError => new StrataError('DELTA_CORRUPT', msg, data);
 const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -321,27 +323,32 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   const ctx: Ctx = { repo, tx, staged: new Map(), written: 0 };
   let partsSkipped = 0;
   try {
-    for (let i = 0; i < sb.parts.length; i++) {
+    // Part i+1 is fetched and decompressed (by an xz process) while part i is applied.
+    const load = async (i: number): Promise<Buffer | null> => {
       const h = sb.parts[i];
       if (h.version !== 0) throw corrupt(`delta part ${i} has version ${h.version}; strata reads version 0`);
-      if (h.objects.every((o) => repo.hasObject(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) {
-        partsSkipped++;
-        opts.onProgress?.(i + 1, sb.parts.length);
-        continue;
-      }
+      if (h.objects.every((o) => repo.hasObject(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) return null;
       const body = await fetch(`${dir}/${i}`);
       bytesFetched += body.length;
       if (body.length !== h.size || sha256hex(body) !== h.checksum) {
         throw corrupt(`delta part ${i} of ${name} does not match its checksum (${body.length} bytes, expected ${h.size})`, { part: i });
       }
-      // libostree sizes parts by uncompressed objects; the payload adds modes, ops and patch framing.
-      const limit = Math.max(h.usize * 2, 1 << 20) + 64 * 1024 * 1024;
-      let payload: Buffer;
-      if (body[0] === 0x78) payload = await xzDecompress(body.subarray(1), limit);
-      else if (body[0] === 0) payload = body.subarray(1);
-      else throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
-      await executePart(ctx, h.objects, payload, limit);
-      opts.onProgress?.(i + 1, sb.parts.length);
+      if (body[0] === 0x78) return xzDecompress(body.subarray(1), partLimit(h.usize));
+      if (body[0] === 0) return body.subarray(1);
+      throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
+    };
+    let next: Promise<Buffer | null> | null = sb.parts.length > 0 ? load(0) : null;
+    try {
+      for (let i = 0; i < sb.parts.length; i++) {
+        const payload = await (next as Promise<Buffer | null>);
+        next = i + 1 < sb.parts.length ? load(i + 1) : null;
+        if (payload === null) partsSkipped++;
+        else await executePart(ctx, sb.parts[i].objects, payload, partLimit(sb.parts[i].usize));
+        opts.onProgress?.(i + 1, sb.parts.length);
+      }
+    } finally {
+      // A failure leaves no prefetch behind to reject unobserved.
+      next?.catch(() => undefined);
     }
     for (const f of sb.fallbacks) {
       if (repo.hasObject(f.checksum, f.type) || ctx.staged.has(`${f.checksum}.${f.type}`)) continue;
