@@ -7,7 +7,7 @@ import { StrataError, type ErrorCode, ERROR_CODES } from '../errors.js';
 import type { WorkerReply, WorkerTask } from './object-worker.js';
 
 interface Pending {
-  task: WorkerTask;
+  task: { kind: string };
   transfer: ArrayBuffer[];
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
@@ -29,11 +29,19 @@ const DEPTH = 2;
  */
 const MIN_QUEUED_BATCH = 8;
 
-function workerScript(): URL {
-  if (!import.meta.url.endsWith('.ts')) return new URL('./object-worker.js', import.meta.url);
-  // Running from TypeScript sources (tests): a tiny bootstrap registers tsx first.
+/**
+ * The worker entry to load: object-worker by default, or another module
+ * speaking the same batch protocol (a layer above may bring its own, e.g. the
+ * pull's, which fetches too). Given as a `.js` URL; from TypeScript sources
+ * (tests), the `.ts` beside it is loaded through a tiny bootstrap that
+ * registers tsx first.
+ */
+function workerScript(entryJs?: URL): URL {
+  const self = import.meta.url.endsWith('.ts');
+  const js = entryJs ?? new URL('./object-worker.js', import.meta.url);
+  if (!self) return js;
   const tsx = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./object-worker.ts', import.meta.url).href;
+  const entry = js.href.replace(/\.js$/, '.ts');
   const code = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
   return new URL('data:text/javascript,' + encodeURIComponent(code));
 }
@@ -51,8 +59,8 @@ export class WorkerPool {
   private flushScheduled = false;
   private failure: Error | null = null;
 
-  constructor(size = defaultWorkerCount()) {
-    const url = workerScript();
+  constructor(size = defaultWorkerCount(), entry?: URL) {
+    const url = workerScript(entry);
     for (let i = 0; i < size; i++) {
       const worker = new Worker(url);
       const slot: Slot = { worker, inFlight: new Map() };
@@ -66,7 +74,11 @@ export class WorkerPool {
     }
   }
 
-  run<T>(task: WorkerTask, transfer: ArrayBuffer[] = []): Promise<T> {
+  get size(): number {
+    return this.slots.length;
+  }
+
+  run<T, K extends { kind: string } = WorkerTask>(task: K, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ task, transfer, resolve: resolve as (v: unknown) => void, reject });
