@@ -33,7 +33,7 @@ import { Transaction, acquirePidLock } from '../repo/transaction.js';
 import { stagedName } from '../repo/stage-content.js';
 import type { VerifyOutcome } from '../repo/verify-content.js';
 import { WorkerPool } from '../repo/worker-pool.js';
-import type { FetchContentResult, FetchContentTask, PullWorkerTask } from './pull-worker.js';
+import type { PulledObject } from '../repo/stage-pulled.js';
 import { type PublicKey, signaturesIn, verifySignatures } from './sign.js';
 import { fetchRemoteSummary, getRemote, remoteKeys } from './remotes.js';
 import { Fetcher } from './fetcher.js';
@@ -205,7 +205,7 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
       }
     }
     // After a delta the commit is complete: this fetches only parents for --depth and stores nothing new.
-    const session = new PullSession(repo, fetcher, stagingDir, jobs, keys, remote.name, { retries: opts.retries, timeoutMs: opts.timeoutMs }, opts.onProgress);
+    const session = new PullSession(repo, fetcher, stagingDir, jobs, keys, remote.name, opts.onProgress);
     try {
       await session.run(head, depth);
     } finally {
@@ -228,8 +228,8 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
       delta,
       commits: session.commits.size,
       objects: { fetched: session.fetchedMeta + session.fetchedContent, metadata: session.fetchedMeta, content: session.fetchedContent, resumed: session.resumed, stored },
-      bytes: { fetched: fetcher.bytesReceived + session.workerFetched.bytes, resumedPartial: fetcher.bytesResumed + session.workerFetched.resumedBytes },
-      retries: fetcher.retryCount + session.workerFetched.retries,
+      bytes: { fetched: fetcher.bytesReceived, resumedPartial: fetcher.bytesResumed },
+      retries: fetcher.retryCount,
       jobs,
       elapsedMs: Date.now() - started,
     };
@@ -410,8 +410,6 @@ class PullSession {
   private readonly waitingMeta: (() => void)[] = [];
   private readonly waitingContent: (() => void)[] = [];
   private pool: WorkerPool | null = null;
-  /** The largest fetcher totals each worker thread reported. */
-  private readonly workerTotals = new Map<number, { bytes: number; resumedBytes: number; retries: number }>();
   private known = 0;
   private failure: unknown = null;
   private settle: (() => void) | null = null;
@@ -423,7 +421,6 @@ class PullSession {
     readonly jobs: number,
     readonly keys: readonly PublicKey[],
     readonly remote: string,
-    readonly fetchOpts: { retries?: number; timeoutMs?: number },
     readonly onProgress?: (p: PullProgress) => void,
   ) {
     for (const name of fs.readdirSync(dir)) {
@@ -435,25 +432,8 @@ class PullSession {
 
   /** Verification runs in worker threads, started when the first content object arrives. */
   private workers(): WorkerPool {
-    this.pool ??= new WorkerPool(undefined, new URL('./pull-worker.js', import.meta.url));
+    this.pool ??= new WorkerPool();
     return this.pool;
-  }
-
-  /** Totals only grow; replies of one batch arrive together with snapshots taken as each task finished. */
-  private noteWorkerTotals(thread: number, t: { bytes: number; resumedBytes: number; retries: number }): void {
-    const had = this.workerTotals.get(thread) ?? { bytes: 0, resumedBytes: 0, retries: 0 };
-    this.workerTotals.set(thread, { bytes: Math.max(had.bytes, t.bytes), resumedBytes: Math.max(had.resumedBytes, t.resumedBytes), retries: Math.max(had.retries, t.retries) });
-  }
-
-  /** What the workers' fetchers received, resumed and retried. */
-  get workerFetched(): { bytes: number; resumedBytes: number; retries: number } {
-    const sum = { bytes: 0, resumedBytes: 0, retries: 0 };
-    for (const t of this.workerTotals.values()) {
-      sum.bytes += t.bytes;
-      sum.resumedBytes += t.resumedBytes;
-      sum.retries += t.retries;
-    }
-    return sum;
   }
 
   async close(): Promise<void> {
@@ -547,7 +527,7 @@ class PullSession {
     this.onProgress?.({
       done: this.fetchedMeta + this.fetchedContent + this.resumed,
       total: this.known,
-      bytes: this.fetcher.bytesReceived + this.workerFetched.bytes,
+      bytes: this.fetcher.bytesReceived,
       scanning: this.metaQueue.length > 0,
       delta: false,
     });
@@ -610,14 +590,13 @@ class PullSession {
   }
 
   /**
-   * A content object: kept from an earlier run (re-hashed), or fetched,
-   * verified and staged in the local format by a worker thread (the main
-   * thread keeps the tree walk and the metadata requests).
+   * A content object: kept from an earlier run (re-hashed) or fetched, then
+   * verified and staged in the local format by a worker thread.
    */
   private async content(checksum: Checksum): Promise<void> {
     const staged = this.stagedPath(checksum, 'file');
     if (this.leftOver.has(path.basename(staged))) {
-      const kept = await this.workers().run<VerifyOutcome, PullWorkerTask>({ kind: 'verify-file', file: staged, checksum, archive: this.repo.archive });
+      const kept = await this.workers().run<VerifyOutcome>({ kind: 'verify-file', file: staged, checksum, archive: this.repo.archive });
       if (kept.status === 'ok') {
         this.resumed++;
         this.staged.push({ checksum, type: 'file' });
@@ -629,23 +608,21 @@ class PullSession {
     const partial = path.join(this.dir, `${checksum}.filez.partial`);
     const noEarlierPartial = !this.leftOver.has(`${checksum}.filez.partial`);
     const objectDir = path.dirname(this.repo.objectFile(checksum, 'file'));
-    const task: FetchContentTask = {
-      kind: 'fetch-content',
-      // Each worker keeps its share of the requests in flight on connections of its own.
-      remote: { url: this.fetcher.base, jobs: Math.ceil(this.jobs / this.workers().size), ...this.fetchOpts },
-      rel,
-      partial,
-      noEarlierPartial,
-      maxBytes: MAX_CONTENT,
-      job: { checksum, staged, archive: this.repo.archive, objectDir },
-    };
     for (let attempt = 0; ; attempt++) {
-      const r = await this.workers().run<FetchContentResult, PullWorkerTask>({ ...task, noEarlierPartial: noEarlierPartial && attempt === 0 });
-      this.noteWorkerTotals(r.thread, r.totals);
-      if (r.actual === checksum) break;
+      const got = await this.request('content', () => this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT, noEarlierPartial }));
+      const job: PulledObject = { checksum, staged, archive: this.repo.archive, objectDir };
+      const transfer: ArrayBuffer[] = [];
+      if (got.kind === 'file') job.file = got.path;
+      else {
+        job.body = got.body;
+        // A buffer that owns its memory moves to the worker without a copy.
+        if (got.body.byteOffset === 0 && got.body.byteLength === got.body.buffer.byteLength) transfer.push(got.body.buffer as ArrayBuffer);
+      }
+      const actual = await this.workers().run<string>({ kind: 'stage-pulled', job }, transfer);
+      if (actual === checksum) break;
       fs.rmSync(partial, { force: true });
       fs.rmSync(`${partial}.etag`, { force: true });
-      if (attempt >= 1) throw corrupt(this.fetcher.url(rel).href, checksum, r.actual, 'file object');
+      if (attempt >= 1) throw corrupt(this.fetcher.url(rel).href, checksum, actual, 'file object');
     }
     this.fetchedContent++;
     this.staged.push({ checksum, type: 'file', absent: true });

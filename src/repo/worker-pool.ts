@@ -7,7 +7,7 @@ import { StrataError, type ErrorCode, ERROR_CODES } from '../errors.js';
 import type { WorkerReply, WorkerTask } from './object-worker.js';
 
 interface Pending {
-  task: { kind: string };
+  task: WorkerTask;
   transfer: ArrayBuffer[];
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
@@ -29,19 +29,11 @@ const DEPTH = 2;
  */
 const MIN_QUEUED_BATCH = 8;
 
-/**
- * The worker entry to load: object-worker by default, or another module
- * speaking the same batch protocol (a layer above may bring its own, e.g. the
- * pull's, which fetches too). Given as a `.js` URL; from TypeScript sources
- * (tests), the `.ts` beside it is loaded through a tiny bootstrap that
- * registers tsx first.
- */
-function workerScript(entryJs?: URL): URL {
-  const self = import.meta.url.endsWith('.ts');
-  const js = entryJs ?? new URL('./object-worker.js', import.meta.url);
-  if (!self) return js;
+function workerScript(): URL {
+  if (!import.meta.url.endsWith('.ts')) return new URL('./object-worker.js', import.meta.url);
+  // Running from TypeScript sources (tests): a tiny bootstrap registers tsx first.
   const tsx = import.meta.resolve('tsx/esm/api');
-  const entry = js.href.replace(/\.js$/, '.ts');
+  const entry = new URL('./object-worker.ts', import.meta.url).href;
   const code = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry)});`;
   return new URL('data:text/javascript,' + encodeURIComponent(code));
 }
@@ -59,8 +51,8 @@ export class WorkerPool {
   private flushScheduled = false;
   private failure: Error | null = null;
 
-  constructor(size = defaultWorkerCount(), entry?: URL) {
-    const url = workerScript(entry);
+  constructor(size = defaultWorkerCount()) {
+    const url = workerScript();
     for (let i = 0; i < size; i++) {
       const worker = new Worker(url);
       const slot: Slot = { worker, inFlight: new Map() };
@@ -74,11 +66,7 @@ export class WorkerPool {
     }
   }
 
-  get size(): number {
-    return this.slots.length;
-  }
-
-  run<T, K extends { kind: string } = WorkerTask>(task: K, transfer: ArrayBuffer[] = []): Promise<T> {
+  run<T>(task: WorkerTask, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ task, transfer, resolve: resolve as (v: unknown) => void, reject });
