@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError } from '../errors.js';
 import {
-  type Checksum, type DirTree, type FileMeta, type Metadata, type ObjectType, S_IFLNK, S_IFMT, S_IFREG, fileChecksum, parseArchiveHeader, parseCommit, parseDirTree,
+  type Checksum, type DirTree, type FileMeta, type Metadata, type ObjectType, S_IFLNK, S_IFMT, S_IFREG, parseArchiveHeader, parseCommit, parseDirTree,
   xattrsFromGVariant,
 } from '../core/objects.js';
 import { type Superblock, OP, parsePartPayload, parseSuperblock, readVarUint } from '../core/delta-format.js';
@@ -19,7 +19,8 @@ import { applyPatch } from '../core/bsdiff.js';
 import { deltaName, staticDeltaDir } from '../core/deltas.js';
 import { Repo, inflateBody } from '../repo/repo.js';
 import { Transaction } from '../repo/transaction.js';
-import { stageContent, stagedName } from '../repo/stage-content.js';
+import { type ContentResult, type StageContext, stagedName } from '../repo/stage-content.js';
+import { WorkerPool } from '../repo/worker-pool.js';
 import { writeCommitMeta } from './sign.js';
 
 /** Fetches a file of the remote repository by its path relative to the repository (e.g. `deltas/ab/cd…/superblock`). */
@@ -53,6 +54,8 @@ export interface ApplyDeltaResult {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** libostree sizes parts by uncompressed objects; the payload adds modes, ops and patch framing. */
+const partLimit = (usize: number): number => Math.max(usize * 2, 1 << 20) + 64 * 1024 * 1024;
 const corrupt = (msg: string, data: Record<string, unknown> = {}): StrataError => new StrataError('DELTA_CORRUPT', msg, data);
 const sha256hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -102,6 +105,17 @@ interface Ctx {
   /** Objects staged in this transaction (metadata with its bytes, readable before the commit). */
   staged: Map<string, Buffer>;
   written: number;
+  /** Hashing and writing content objects runs in worker threads (decision 0003), started on first use. */
+  pool: WorkerPool | null;
+  /** Content objects handed to a worker and not yet confirmed. */
+  pending: Promise<void>[];
+}
+
+/** Waits for every content object handed to a worker; the first failure is thrown once all have settled. */
+async function settlePending(ctx: Ctx): Promise<void> {
+  const results = await Promise.allSettled(ctx.pending.splice(0));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 function stageMetadata(ctx: Ctx, type: ObjectType, expected: Checksum, bytes: Buffer): void {
@@ -112,16 +126,32 @@ function stageMetadata(ctx: Ctx, type: ObjectType, expected: Checksum, bytes: Bu
   ctx.staged.set(`${expected}.${type}`, bytes);
 }
 
-async function stageFile(ctx: Ctx, expected: Checksum, meta: FileMeta, content: Buffer | undefined): Promise<void> {
-  const actual = fileChecksum(meta, content);
-  if (actual !== expected) throw corrupt(`delta made file ${actual} where its header names ${expected}`, { expected, actual });
-  const r = await stageContent(
-    { repoPath: ctx.repo.path, stagingDir: ctx.tx.stagingDir, archive: ctx.repo.archive, level: 6 },
-    { data: content ?? Buffer.alloc(0), meta, size: content?.length ?? 0 },
-  );
-  if (r.written && ctx.tx.noteStaged(r.checksum, 'file')) ctx.written++;
+/**
+ * Hands a content object to a worker, which hashes it and stages it only
+ * when it is the object the part header names (else DELTA_CORRUPT). The
+ * content is copied into a buffer of its own and transferred: it is
+ * usually a slice of the part's payload, which must not move.
+ */
+function stageFile(ctx: Ctx, expected: Checksum, meta: FileMeta, content: Buffer | undefined): void {
+  const data = new Uint8Array(content?.length ?? 0);
+  if (content) data.set(content);
+  ctx.pool ??= new WorkerPool();
+  const stageCtx: StageContext = { repoPath: ctx.repo.path, stagingDir: ctx.tx.stagingDir, archive: ctx.repo.archive, level: 6 };
+  const done = ctx.pool.run<ContentResult>({ kind: 'stage', ctx: stageCtx, job: { data, meta, size: data.length } }, [data.buffer]).then((r) => {
+    if (r.checksum !== expected) throw corrupt(`delta made file ${r.checksum} where its header names ${expected}`, { expected, actual: r.checksum });
+    if (r.written && ctx.tx.noteStaged(r.checksum, 'file')) ctx.written++;
+  });
+  // Observed now (a rejection must not count as unhandled); settlePending reports it.
+  done.catch(() => undefined);
+  ctx.pending.push(done);
   ctx.staged.set(`${expected}.file`, EMPTY);
 }
+
+/** Parts fetched and decompressed ahead of the one being applied: with the current one, two xz processes, one per core (each part up to ~32 MiB in memory). */
+const PARTS_AHEAD = 1;
+
+/** Lets the workers start on what is queued while a part is still being run. */
+const YIELD_EVERY = 64;
 
 function fileMeta(modes: [number, number, number][], xattrs: [Buffer, Buffer][][], mi: number, xi: number): FileMeta {
   const m = modes[mi];
@@ -142,6 +172,7 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
   };
   let index = 0;
   let pos = 0;
+  let handedAt = ctx.pending.length;
   let source: Buffer | null = null;
   let open: { checksum: Checksum; meta: FileMeta; size: number; chunks: Buffer[]; got: number } | null = null;
   const arg = (): number => {
@@ -158,7 +189,7 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
   const finishOpen = async (): Promise<void> => {
     if (!open) throw corrupt('delta part closes an object it did not open');
     if (open.got !== open.size) throw corrupt(`delta part wrote ${open.got} bytes of a ${open.size}-byte file`);
-    await stageFile(ctx, open.checksum, open.meta, Buffer.concat(open.chunks));
+    stageFile(ctx, open.checksum, open.meta, Buffer.concat(open.chunks));
     open = null;
     source = null;
     index++;
@@ -170,6 +201,10 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
     open.got += b.length;
   };
   while (pos < ops.length) {
+    if (ctx.pending.length - handedAt >= YIELD_EVERY) {
+      handedAt = ctx.pending.length;
+      await new Promise((r) => setImmediate(r));
+    }
     const op = ops[pos++];
     switch (op) {
       case OP.openSpliceAndClose: {
@@ -185,8 +220,8 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
           if ((meta.mode & S_IFMT) === S_IFLNK) {
             const linkTarget = bytes.toString('utf8');
             if (!Buffer.from(linkTarget, 'utf8').equals(bytes)) throw corrupt('delta symlink target is not UTF-8');
-            await stageFile(ctx, t.checksum, { ...meta, symlinkTarget: linkTarget }, undefined);
-          } else await stageFile(ctx, t.checksum, meta, bytes);
+            stageFile(ctx, t.checksum, { ...meta, symlinkTarget: linkTarget }, undefined);
+          } else stageFile(ctx, t.checksum, meta, bytes);
         }
         source = null;
         index++;
@@ -269,7 +304,7 @@ async function applyFallback(ctx: Ctx, fetch: FetchFile, type: ObjectType, check
   }
   const h = parseArchiveHeader(bytes);
   const isLink = (h.meta.mode & S_IFMT) === S_IFLNK;
-  await stageFile(ctx, checksum, h.meta, isLink ? undefined : inflateBody(bytes.subarray(h.bodyOffset), h.size, checksum));
+  stageFile(ctx, checksum, h.meta, isLink ? undefined : inflateBody(bytes.subarray(h.bodyOffset), h.size, checksum));
   return bytes.length;
 }
 
@@ -318,42 +353,54 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   if (sha256hex(sb.commit) !== to) throw corrupt(`delta ${name} carries a commit object that is not ${to}`);
 
   const tx = Transaction.begin(repo);
-  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0 };
+  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: null, pending: [] };
   let partsSkipped = 0;
   try {
-    for (let i = 0; i < sb.parts.length; i++) {
+    // The next parts are fetched and decompressed (xz processes, on the other core) while one is applied.
+    const load = async (i: number): Promise<Buffer | null> => {
       const h = sb.parts[i];
       if (h.version !== 0) throw corrupt(`delta part ${i} has version ${h.version}; strata reads version 0`);
-      if (h.objects.every((o) => repo.hasObject(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) {
-        partsSkipped++;
-        opts.onProgress?.(i + 1, sb.parts.length);
-        continue;
-      }
+      if (h.objects.every((o) => repo.hasObject(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) return null;
       const body = await fetch(`${dir}/${i}`);
       bytesFetched += body.length;
       if (body.length !== h.size || sha256hex(body) !== h.checksum) {
         throw corrupt(`delta part ${i} of ${name} does not match its checksum (${body.length} bytes, expected ${h.size})`, { part: i });
       }
-      // libostree sizes parts by uncompressed objects; the payload adds modes, ops and patch framing.
-      const limit = Math.max(h.usize * 2, 1 << 20) + 64 * 1024 * 1024;
-      let payload: Buffer;
-      if (body[0] === 0x78) payload = await xzDecompress(body.subarray(1), limit);
-      else if (body[0] === 0) payload = body.subarray(1);
-      else throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
-      await executePart(ctx, h.objects, payload, limit);
+      if (body[0] === 0x78) return xzDecompress(body.subarray(1), partLimit(h.usize));
+      if (body[0] === 0) return body.subarray(1);
+      throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
+    };
+    const loads: Promise<Buffer | null>[] = [];
+    const startLoads = (upTo: number): void => {
+      while (loads.length < sb.parts.length && loads.length <= upTo) {
+        const p = load(loads.length);
+        p.catch(() => undefined); // observed here; awaited in order below
+        loads.push(p);
+      }
+    };
+    for (let i = 0; i < sb.parts.length; i++) {
+      startLoads(i + PARTS_AHEAD);
+      const payload = await loads[i];
+      if (payload === null) partsSkipped++;
+      else await executePart(ctx, sb.parts[i].objects, payload, partLimit(sb.parts[i].usize));
       opts.onProgress?.(i + 1, sb.parts.length);
     }
     for (const f of sb.fallbacks) {
       if (repo.hasObject(f.checksum, f.type) || ctx.staged.has(`${f.checksum}.${f.type}`)) continue;
       bytesFetched += await applyFallback(ctx, fetch, f.type, f.checksum);
     }
+    await settlePending(ctx);
     checkComplete(ctx, sb);
     if (opts.detachedMetadata) stageCommitMeta(ctx, to, opts.detachedMetadata);
     stageMetadata(ctx, 'commit', to, sb.commit);
     tx.commit();
   } catch (err) {
+    // Workers may still be writing into the staging directory that abort removes.
+    await Promise.allSettled(ctx.pending);
     tx.abort();
     throw err;
+  } finally {
+    await ctx.pool?.close();
   }
   const detached = sb.metadata.find(([k]) => k === `${dir}/commitmeta`);
   if (opts.detachedMetadata === undefined && detached && detached[1].type === 'a{sv}') writeCommitMeta(repo, to, detached[1].value as Metadata);

@@ -67,10 +67,12 @@ interface PartBuilder {
   dataLength: number;
   ops: number[];
   usize: number;
+  /** Bytes of whole x86 ELF files in the part: xz's x86 filter pays when they are a good share. */
+  x86Bytes: number;
 }
 
 function newPart(): PartBuilder {
-  return { objects: [], modes: [], modeIndex: new Map(), xattrs: [], xattrIndex: new Map(), data: [], dataLength: 0, ops: [], usize: 0 };
+  return { objects: [], modes: [], modeIndex: new Map(), xattrs: [], xattrIndex: new Map(), data: [], dataLength: 0, ops: [], usize: 0, x86Bytes: 0 };
 }
 
 function addData(p: PartBuilder, bytes: Buffer): number {
@@ -125,9 +127,28 @@ function sortKey(p: string): string {
   return `${dot > 0 ? base.slice(dot + 1) : ''}\0${base}\0${p}`;
 }
 
-async function xzCompress(input: Buffer, preset: number): Promise<Buffer> {
+/** An ELF file for i386 or x86-64 (e_machine 3 or 62). */
+function isX86Elf(b: Buffer): boolean {
+  return b.length > 20 && b[0] === 0x7f && b[1] === 0x45 && b[2] === 0x4c && b[3] === 0x46 && (b.readUInt16LE(18) === 62 || b.readUInt16LE(18) === 3);
+}
+
+/**
+ * xz arguments for a part: the preset's match finder with a dictionary as
+ * large as the part (up to 64 MiB; the presets below 8 stop at 8 MiB), and
+ * the x86 branch filter when whole x86 binaries make up a tenth of it or
+ * more (it turns relative call targets into absolute ones, which repeat).
+ * Both are recorded in the .xz stream header: any xz decoder, libostree's
+ * liblzma included, reads them without options.
+ */
+export function xzArgs(preset: number, payloadBytes: number, x86Bytes: number): string[] {
+  const dict = Math.min(64 * 1024 * 1024, Math.max(1024 * 1024, payloadBytes));
+  const filters = x86Bytes * 10 >= payloadBytes && x86Bytes > 0 ? ['--x86'] : [];
+  return ['-z', '-c', '-T1', ...filters, `--lzma2=preset=${preset},dict=${dict}`];
+}
+
+async function xzCompress(input: Buffer, args: string[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const child = spawn('xz', ['-z', '-c', '-T1', `-${preset}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('xz', args, { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => out.push(b));
@@ -206,7 +227,7 @@ export async function generateDelta(opts: GenerateDeltaOptions): Promise<Generat
       while (slots.length >= concurrency) await Promise.race(slots);
       const payload = serializePartPayload({ modes: p.modes, xattrs: p.xattrs, data: Buffer.concat(p.data), ops: Buffer.from(p.ops) });
       const job = (async () => {
-        const body = Buffer.concat([Buffer.from([0x78]), await xzCompress(payload, preset)]); // 'x'
+        const body = Buffer.concat([Buffer.from([0x78]), await xzCompress(payload, xzArgs(preset, payload.length, p.x86Bytes))]); // 'x'
         fs.writeFileSync(path.join(tmpDir, String(index)), body, { mode: 0o644 });
         const checksum = createHash('sha256').update(body).digest('hex') as Checksum;
         return { header: { version: 0, checksum, size: body.length, usize: p.usize, objects: p.objects }, size: body.length };
@@ -273,6 +294,7 @@ export async function generateDelta(opts: GenerateDeltaOptions): Promise<Generat
         part.ops.push(OP.close);
       } else {
         const at = addData(part, bytes);
+        if (isX86Elf(bytes)) part.x86Bytes += bytes.length;
         part.ops.push(OP.openSpliceAndClose);
         writeVarUint(part.ops, mi);
         writeVarUint(part.ops, xi);

@@ -53,6 +53,8 @@ export class Fetcher {
   bytesResumed = 0;
   /** Attempts that were retried after a transient failure. */
   retryCount = 0;
+  /** `.partial` files this fetcher has written to (a later attempt may continue them). */
+  private readonly partialsWritten = new Set<string>();
 
   constructor(opts: FetcherOptions) {
     this.base = opts.url;
@@ -93,8 +95,10 @@ export class Fetcher {
    * An object of any size: small bodies come back in memory; large ones are
    * written to `partial` (continued from its current length when a previous
    * attempt or run left one, with the ETag kept beside it in `partial.etag`).
+   * `noEarlierPartial` says that no earlier run left one (the caller listed the
+   * directory), which spares a stat and an unlink per small object.
    */
-  async getObject(rel: string, partial: string, opts: { maxBytes: number }): Promise<Fetched> {
+  async getObject(rel: string, partial: string, opts: { maxBytes: number; noEarlierPartial?: boolean }): Promise<Fetched> {
     const url = this.url(rel);
     return this.withRetries(url, async () => {
       if (url.protocol === 'file:') {
@@ -102,7 +106,8 @@ export class Fetcher {
         return { kind: 'buffer', body };
       }
       const etagFile = `${partial}.etag`;
-      const have = partialLength(partial);
+      const mayExist = !opts.noEarlierPartial || this.partialsWritten.has(partial);
+      const have = mayExist ? partialLength(partial) : 0;
       const etag = have > 0 ? readSmall(etagFile) : null;
       const headers: http.OutgoingHttpHeaders = etag !== null ? { Range: `bytes=${have}-`, 'If-Range': etag } : {};
       const res = await this.request(url, headers);
@@ -135,9 +140,10 @@ export class Fetcher {
         throw tooLarge(url, opts.maxBytes);
       }
       if (Number.isFinite(length) && length <= MEMORY_LIMIT) {
-        fs.rmSync(partial, { force: true });
+        if (mayExist) fs.rmSync(partial, { force: true });
         return { kind: 'buffer', body: await this.readBody(res, url, opts.maxBytes) };
       }
+      this.partialsWritten.add(partial);
       // A whole body: the ETag goes down first, so that a cut leaves a partial that can be continued.
       const newEtag = res.headers.etag;
       try {
@@ -226,7 +232,7 @@ export class Fetcher {
       });
       res.on('end', () => {
         if (!res.complete) reject(new TransientError(`${url.href}: connection closed before the whole body arrived`));
-        else resolve(Buffer.concat(chunks, total));
+        else resolve(ownedConcat(chunks, total));
       });
       res.on('error', (err) => reject(new TransientError(`${url.href}: ${err.message}`)));
       res.on('close', () => {
@@ -280,6 +286,14 @@ export class Fetcher {
     if (body) this.bytesReceived += body.length;
     return body;
   }
+}
+
+/** One buffer that owns its memory (not a slice of Node's pool), so that it can be transferred to a worker. */
+function ownedConcat(chunks: Buffer[], total: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (const c of chunks) at += c.copy(out, at);
+  return out;
 }
 
 function expectStatus(res: http.IncomingMessage, url: URL, ok: number[]): void {

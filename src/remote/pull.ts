@@ -22,24 +22,21 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import zlib from 'node:zlib';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
-import { setAttributeSync } from '@napi-rs/xattr';
 import { StrataError, ioError, isStrataError } from '../errors.js';
 import {
-  type Checksum, type Commit, type FileMeta, type ObjectType, S_IFLNK, S_IFMT,
-  fileHeader, isChecksum, objectPath, parseArchiveHeader, parseCommit, parseDirMeta, parseDirTree, parseVardict, serializeBareUserMeta,
+  type Checksum, type Commit, type ObjectType, isChecksum, objectPath, parseCommit, parseDirMeta, parseDirTree, parseVardict,
 } from '../core/objects.js';
-import { Repo, BAREUSER_XATTR } from '../repo/repo.js';
+import { Repo } from '../repo/repo.js';
 import { checkRefWritable, readRef, validateRefName, writeRef } from '../repo/refs.js';
 import { Transaction, acquirePidLock } from '../repo/transaction.js';
 import { stagedName } from '../repo/stage-content.js';
-import { verifyContentFile } from '../repo/verify-content.js';
+import type { VerifyOutcome } from '../repo/verify-content.js';
+import { WorkerPool } from '../repo/worker-pool.js';
+import type { PulledObject } from '../repo/stage-pulled.js';
 import { type PublicKey, signaturesIn, verifySignatures } from './sign.js';
 import { fetchRemoteSummary, getRemote, remoteKeys } from './remotes.js';
-import { type Fetched, Fetcher } from './fetcher.js';
+import { Fetcher } from './fetcher.js';
 import { type FetchFile, applyDelta, offeredDelta } from './delta-apply.js';
 import type { SummaryView } from './summary.js';
 
@@ -127,6 +124,8 @@ export interface PullResult {
 }
 
 export const DEFAULT_JOBS = 8;
+/** Fetched objects waiting for (or in) a worker at most, beside the requests in flight; bodies up to 1 MiB each. */
+const MAX_VERIFYING = 96;
 /** OSTREE_MAX_METADATA_SIZE. */
 const MAX_METADATA = 10 * 1024 * 1024;
 const MAX_CONTENT = 64 * 1024 * 1024 * 1024;
@@ -207,7 +206,11 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
     }
     // After a delta the commit is complete: this fetches only parents for --depth and stores nothing new.
     const session = new PullSession(repo, fetcher, stagingDir, jobs, keys, remote.name, opts.onProgress);
-    await session.run(head, depth);
+    try {
+      await session.run(head, depth);
+    } finally {
+      await session.close();
+    }
     const stored = applyPull(repo, stagingDir, session) + deltaStored;
     if (localRef && previous !== commit) writeRef(repo, localRef, commit);
     const version = head.commit.metadata.find(([k]) => k === 'version');
@@ -390,15 +393,23 @@ type Kind = Exclude<ObjectType, 'commit' | 'commitmeta'>;
 /** One run of the walk: schedules fetches, keeps counts, and remembers what waits in the staging area. */
 class PullSession {
   readonly commits = new Map<Checksum, FetchedCommit>();
-  /** Objects verified in the staging area, to move into the repository. */
-  readonly staged: { checksum: Checksum; type: Kind }[] = [];
+  /** Objects verified in the staging area, to move into the repository; `absent`: the repository lacked it when the walk met it. */
+  readonly staged: { checksum: Checksum; type: Kind; absent?: boolean }[] = [];
   fetchedMeta = 0;
   fetchedContent = 0;
   resumed = 0;
   private readonly seen = new Set<string>();
   private readonly metaQueue: (() => Promise<void>)[] = [];
   private readonly contentQueue: (() => Promise<void>)[] = [];
+  /** Names in the staging area when the run began: what an earlier run left. */
+  private readonly leftOver = new Set<string>();
+  /** Tasks started (fetching, or waiting for a worker to verify what they fetched). */
   private active = 0;
+  /** Requests in flight, at most `jobs`; tasks waiting for one, metadata first. */
+  private requests = 0;
+  private readonly waitingMeta: (() => void)[] = [];
+  private readonly waitingContent: (() => void)[] = [];
+  private pool: WorkerPool | null = null;
   private known = 0;
   private failure: unknown = null;
   private settle: (() => void) | null = null;
@@ -412,8 +423,36 @@ class PullSession {
     readonly remote: string,
     readonly onProgress?: (p: PullProgress) => void,
   ) {
-    // Outputs of a killed run that never got their final name.
-    for (const name of fs.readdirSync(dir)) if (name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
+    for (const name of fs.readdirSync(dir)) {
+      // Outputs of a killed run that never got their final name.
+      if (name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
+      else this.leftOver.add(name);
+    }
+  }
+
+  /** Verification runs in worker threads, started when the first content object arrives. */
+  private workers(): WorkerPool {
+    this.pool ??= new WorkerPool();
+    return this.pool;
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
+    this.pool = null;
+  }
+
+  /** Waits for a request slot; metadata goes before content (it reveals more work). */
+  private async request<T>(kind: 'meta' | 'content', fetch: () => Promise<T>): Promise<T> {
+    if (this.requests >= this.jobs) await new Promise<void>((resolve) => (kind === 'meta' ? this.waitingMeta : this.waitingContent).push(resolve));
+    else this.requests++;
+    try {
+      return await fetch();
+    } finally {
+      const next = this.waitingMeta.shift() ?? this.waitingContent.shift();
+      // The slot passes straight to the next waiter.
+      if (next) next();
+      else this.requests--;
+    }
   }
 
   async run(head: FetchedCommit, depth: number): Promise<void> {
@@ -457,9 +496,13 @@ class PullSession {
     this.pump();
   }
 
-  /** Starts queued tasks up to `jobs` at once, metadata first (it reveals more work). */
+  /**
+   * Starts queued tasks, metadata first (it reveals more work). More tasks
+   * than requests run at once: a task that has its body waits for a worker
+   * while the next request goes out.
+   */
   private pump(): void {
-    while (this.failure === null && this.active < this.jobs) {
+    while (this.failure === null && this.active < this.jobs + MAX_VERIFYING) {
       const task = this.metaQueue.shift() ?? this.contentQueue.shift();
       if (!task) break;
       this.active++;
@@ -505,20 +548,22 @@ class PullSession {
       return;
     }
     const staged = this.stagedPath(checksum, type);
-    try {
-      const kept = fs.readFileSync(staged);
-      if (createHash('sha256').update(kept).digest('hex') === checksum) {
-        bytes = kept;
-        this.resumed++;
+    if (this.leftOver.has(path.basename(staged))) {
+      try {
+        const kept = fs.readFileSync(staged);
+        if (createHash('sha256').update(kept).digest('hex') === checksum) {
+          bytes = kept;
+          this.resumed++;
+        }
+      } catch {
+        // gone meanwhile
       }
-    } catch {
-      // not kept from an earlier run
     }
     const rel = objectPath(checksum, type, true);
     const url = this.fetcher.url(rel).href;
     let fetched = false;
     for (let attempt = 0; bytes === null; attempt++) {
-      const body = (await this.fetcher.getBuffer(rel, { maxBytes: MAX_METADATA })) as Buffer;
+      const body = (await this.request('meta', () => this.fetcher.getBuffer(rel, { maxBytes: MAX_METADATA }))) as Buffer;
       const actual = createHash('sha256').update(body).digest('hex');
       if (actual === checksum) {
         bytes = body;
@@ -544,11 +589,15 @@ class PullSession {
     }
   }
 
-  /** A content object: kept from an earlier run (re-hashed) or fetched and verified, then staged in the local format. */
+  /**
+   * A content object: kept from an earlier run (re-hashed) or fetched, then
+   * verified and staged in the local format by a worker thread.
+   */
   private async content(checksum: Checksum): Promise<void> {
     const staged = this.stagedPath(checksum, 'file');
-    if (fs.existsSync(staged)) {
-      if (verifyContentFile(staged, checksum, this.repo.archive).status === 'ok') {
+    if (this.leftOver.has(path.basename(staged))) {
+      const kept = await this.workers().run<VerifyOutcome>({ kind: 'verify-file', file: staged, checksum, archive: this.repo.archive });
+      if (kept.status === 'ok') {
         this.resumed++;
         this.staged.push({ checksum, type: 'file' });
         return;
@@ -557,123 +606,39 @@ class PullSession {
     }
     const rel = objectPath(checksum, 'file', true);
     const partial = path.join(this.dir, `${checksum}.filez.partial`);
+    const noEarlierPartial = !this.leftOver.has(`${checksum}.filez.partial`);
+    const objectDir = path.dirname(this.repo.objectFile(checksum, 'file'));
     for (let attempt = 0; ; attempt++) {
-      const got = await this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT });
-      const actual = await this.storeContent(checksum, got, staged);
+      const got = await this.request('content', () => this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT, noEarlierPartial }));
+      const job: PulledObject = { checksum, staged, archive: this.repo.archive, objectDir };
+      const transfer: ArrayBuffer[] = [];
+      if (got.kind === 'file') job.file = got.path;
+      else {
+        job.body = got.body;
+        // A buffer that owns its memory moves to the worker without a copy.
+        if (got.body.byteOffset === 0 && got.body.byteLength === got.body.buffer.byteLength) transfer.push(got.body.buffer as ArrayBuffer);
+      }
+      const actual = await this.workers().run<string>({ kind: 'stage-pulled', job }, transfer);
       if (actual === checksum) break;
       fs.rmSync(partial, { force: true });
       fs.rmSync(`${partial}.etag`, { force: true });
       if (attempt >= 1) throw corrupt(this.fetcher.url(rel).href, checksum, actual, 'file object');
     }
     this.fetchedContent++;
-    this.staged.push({ checksum, type: 'file' });
-  }
-
-  /**
-   * Hashes a `.filez` as OSTree does (header, then the inflated content) and,
-   * when it matches, stages it: as is for an archive repository, inflated
-   * with user.ostreemeta for bare-user. Returns the actual checksum (or a
-   * description of why the bytes are unreadable).
-   */
-  private async storeContent(checksum: Checksum, got: Fetched, staged: string): Promise<string> {
-    const tmp = `${staged}.tmp`;
-    const bare = !this.repo.archive;
-    let fd: number | null = null;
-    try {
-      const header = readFilezHeader(got);
-      if (typeof header === 'string') return header;
-      const { meta, size, bodyOffset } = header;
-      const isLink = (meta.mode & S_IFMT) === S_IFLNK;
-      if (bare) fd = fs.openSync(tmp, 'w', 0o644);
-      const hash = createHash('sha256').update(fileHeader(meta));
-      if (isLink) {
-        if (fd !== null) fs.writeSync(fd, Buffer.from(meta.symlinkTarget + '\0', 'utf8'));
-      } else {
-        const body = got.kind === 'buffer' ? Readable.from([got.body.subarray(bodyOffset)]) : fs.createReadStream(got.path, { start: bodyOffset });
-        let seen = 0;
-        try {
-          await pipeline(body, zlib.createInflateRaw(), async (source: AsyncIterable<Buffer>) => {
-            for await (const chunk of source) {
-              seen += chunk.length;
-              if (seen > size) throw new Error(`more than the ${size} bytes its header declares`);
-              hash.update(chunk);
-              if (fd !== null) fs.writeSync(fd, chunk);
-            }
-          });
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).syscall) throw err;
-          return `(unreadable: ${(err as Error).message})`;
-        }
-        if (seen !== size) return `(unreadable: ${seen} bytes of content, header says ${size})`;
-      }
-      const actual = hash.digest('hex');
-      if (actual !== checksum) return actual;
-      if (fd !== null) {
-        finishBareUser(fd, tmp, meta);
-        fs.closeSync(fd);
-        fd = null;
-        fs.renameSync(tmp, staged);
-      } else if (got.kind === 'buffer') {
-        writeStagedFile(staged, got.body);
-      } else {
-        fs.renameSync(got.path, staged);
-      }
-      if (got.kind === 'file') {
-        fs.rmSync(got.path, { force: true });
-        fs.rmSync(`${got.path}.etag`, { force: true });
-      }
-      return actual;
-    } catch (err) {
-      throw err instanceof StrataError ? err : ioError(err, 'stage pulled object', checksum);
-    } finally {
-      if (fd !== null) {
-        fs.closeSync(fd);
-        fs.rmSync(tmp, { force: true });
-      }
-    }
+    this.staged.push({ checksum, type: 'file', absent: true });
   }
 }
 
-/** The archive header of a fetched `.filez`, or a description of why it cannot be read. */
-function readFilezHeader(got: Fetched): { meta: FileMeta; size: number; bodyOffset: number } | string {
-  let head: Buffer;
-  if (got.kind === 'buffer') head = got.body;
-  else {
-    const fd = fs.openSync(got.path, 'r');
-    try {
-      const len = Buffer.alloc(4);
-      if (fs.readSync(fd, len, 0, 4, 0) < 4) return '(unreadable: truncated header)';
-      const need = len.readUInt32BE(0) + 8;
-      if (need > MAX_METADATA) return `(unreadable: a ${need}-byte header)`;
-      head = Buffer.alloc(need);
-      if (fs.readSync(fd, head, 0, need, 0) < need) return '(unreadable: truncated header)';
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-  try {
-    return parseArchiveHeader(head);
-  } catch (err) {
-    if (err instanceof StrataError) return `(unreadable: ${err.message})`;
-    throw err;
-  }
-}
-
-/** bare-user objects as libostree writes them (see stage-content.ts): metadata in the xattr, safe mode bits, mtime 0. */
-function finishBareUser(fd: number, file: string, meta: FileMeta): void {
-  setAttributeSync(file, BAREUSER_XATTR, serializeBareUserMeta(meta));
-  if ((meta.mode & S_IFMT) !== S_IFLNK) fs.fchmodSync(fd, (meta.mode & 0o775) | 0o400);
-  fs.futimesSync(fd, 0, 0);
-}
-
-/** Writes a verified object under a temp name, then its staged name: a kill never leaves a torn object under the staged name. */
+/**
+ * Writes a verified object under its staged name. A kill during the write
+ * can leave it torn; every staged object is re-hashed when a later run
+ * resumes it, so no temp name and rename are needed.
+ */
 function writeStagedFile(file: string, bytes: Buffer): void {
-  const tmp = `${file}.tmp`;
   try {
-    fs.writeFileSync(tmp, bytes, { mode: 0o644 });
-    fs.renameSync(tmp, file);
+    fs.writeFileSync(file, bytes, { mode: 0o644 });
   } catch (err) {
-    fs.rmSync(tmp, { force: true });
+    fs.rmSync(file, { force: true });
     throw ioError(err, 'stage pulled object', file);
   }
 }
@@ -687,10 +652,10 @@ function applyPull(repo: Repo, stagingDir: string, session: PullSession): number
   let stored = 0;
   try {
     for (const o of session.staged) {
-      if (repo.hasObject(o.checksum, o.type)) continue;
-      const name = stagedName(o.checksum, o.type, repo.archive);
-      if (!txn.noteStaged(o.checksum, o.type)) continue;
-      fs.renameSync(path.join(stagingDir, name), path.join(txn.stagingDir, name));
+      // Objects fetched in this run were absent when the walk met them (a writer storing the same bytes since is harmless); kept ones are looked up.
+      if (!o.absent && repo.hasObject(o.checksum, o.type)) continue;
+      // One rename per object: from the pull's staging area straight into objects/, after the syncfs.
+      txn.adopt(o.checksum, o.type, path.join(stagingDir, stagedName(o.checksum, o.type, repo.archive)));
     }
     for (const c of session.commits.values()) {
       if (c.meta !== null) {

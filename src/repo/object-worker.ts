@@ -1,11 +1,12 @@
 // Worker-thread entry: runs batches of content jobs (stage, verify, place,
-// or hash checked-out files) and posts their results back. Errors travel
-// as { code, message, data }.
+// hash checked-out files, verify and stage pulled objects) and posts their
+// results back. Errors travel as { code, message, data }.
 
 import { parentPort } from 'node:worker_threads';
 import { StrataError } from '../errors.js';
 import { type ContentJob, type StageContext, stageContent } from './stage-content.js';
-import { type VerifyContext, verifyContents } from './verify-content.js';
+import { type VerifyContext, verifyContentFile, verifyContents } from './verify-content.js';
+import { type PulledObject, stagePulled } from './stage-pulled.js';
 import type { Checksum } from '../core/objects.js';
 import { type PlaceTask, placeFiles } from './place-files.js';
 import { type HashFilesTask, hashFiles } from './verify-tree.js';
@@ -14,7 +15,9 @@ export type WorkerTask =
   | { kind: 'stage'; ctx: StageContext; job: ContentJob }
   | { kind: 'verify'; ctx: VerifyContext; checksums: Checksum[] }
   | { kind: 'place'; task: PlaceTask }
-  | { kind: 'hash-files'; task: HashFilesTask };
+  | { kind: 'hash-files'; task: HashFilesTask }
+  | { kind: 'stage-pulled'; job: PulledObject }
+  | { kind: 'verify-file'; file: string; checksum: Checksum; archive: boolean };
 
 export type WorkerReply = { ok: true; value: unknown } | { ok: false; code: string; message: string; data: Record<string, unknown> };
 
@@ -28,6 +31,10 @@ async function run(task: WorkerTask): Promise<unknown> {
       return placeFiles(task.task);
     case 'hash-files':
       return hashFiles(task.task);
+    case 'stage-pulled':
+      return stagePulled(task.job);
+    case 'verify-file':
+      return verifyContentFile(task.file, task.checksum, task.archive);
   }
 }
 

@@ -1,6 +1,7 @@
 // A write transaction: objects are staged under tmp/, made durable with one
 // syncfs (as libostree does), then renamed into objects/ with every commit
-// object last, and finally the object directories are fsynced. Callers move
+// object last, and finally the renames are made durable by a second syncfs
+// (an fsync of each object directory where syncfs is unavailable). Callers move
 // refs only after `commit()` returns, so a kill at any instant leaves either
 // the old state or the complete new one; a leftover staging directory is
 // swept by the next writer.
@@ -92,6 +93,8 @@ function safeReaddir(dir: string): string[] {
 interface Staged {
   checksum: Checksum;
   type: ObjectType;
+  /** Where the object waits when it is not in the staging directory (adopted). */
+  source?: string;
 }
 
 export class Transaction {
@@ -130,6 +133,20 @@ export class Transaction {
     return true;
   }
 
+  /**
+   * Records an object already verified and written elsewhere on the
+   * repository's filesystem (a pull's staging area, decision 0007): commit()
+   * makes it durable with the rest and renames it straight into objects/.
+   * An abort leaves it where it is. False when the object was already recorded.
+   */
+  adopt(checksum: Checksum, type: ObjectType, file: string): boolean {
+    const key = `${checksum}.${type}`;
+    if (this.stagedSet.has(key)) return false;
+    this.stagedSet.add(key);
+    this.staged.push({ checksum, type, source: file });
+    return true;
+  }
+
   /** Hashes and stages a metadata object unless the repo already has it. */
   writeMetadata(type: Exclude<ObjectType, 'file'>, bytes: Buffer): { checksum: Checksum; written: boolean } {
     const checksum = createHash('sha256').update(bytes).digest('hex') as Checksum;
@@ -148,7 +165,7 @@ export class Transaction {
   commit(): void {
     if (this.done) throw new StrataError('INTERNAL', 'transaction already finished');
     try {
-      syncFilesystem(this.stagingDir, this.staged.map((s) => stagedName(s.checksum, s.type, this.repo.archive)));
+      syncFilesystem(this.stagingDir, this.staged.map((s) => this.sourceOf(s)));
       const order = (t: ObjectType): number => (t === 'commit' ? 2 : t === 'commitmeta' ? 1 : 0);
       const sorted = [...this.staged].sort((a, b) => order(a.type) - order(b.type));
       const touched = new Set<string>();
@@ -160,15 +177,22 @@ export class Transaction {
           fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
           touched.add(dir);
         }
-        fs.renameSync(path.join(this.stagingDir, stagedName(s.checksum, s.type, this.repo.archive)), target);
+        fs.renameSync(this.sourceOf(s), target);
       }
-      for (const dir of touched) fsyncDir(dir);
-      fsyncDir(objects);
+      // The renames are durable after a second syncfs: one journal commit instead of an fsync per directory.
+      if (touched.size > 0 && !syncfs(objects)) {
+        for (const dir of touched) fsyncDir(dir);
+        fsyncDir(objects);
+      }
     } catch (err) {
       throw err instanceof StrataError ? err : ioError(err, 'store objects in', this.repo.path);
     } finally {
       this.finish();
     }
+  }
+
+  private sourceOf(s: Staged): string {
+    return s.source ?? path.join(this.stagingDir, stagedName(s.checksum, s.type, this.repo.archive));
   }
 
   get stagedCount(): number {
@@ -200,10 +224,10 @@ export function syncfs(dir: string): boolean {
  * One syncfs for the whole filesystem is far cheaper than an fsync per
  * object; where it is unavailable, fsync each file.
  */
-export function syncFilesystem(dir: string, names: string[]): void {
-  if (names.length === 0 || syncfs(dir)) return;
-  for (const n of names) {
-    const fd = fs.openSync(path.join(dir, n), 'r');
+export function syncFilesystem(dir: string, files: string[]): void {
+  if (files.length === 0 || syncfs(dir)) return;
+  for (const f of files) {
+    const fd = fs.openSync(path.resolve(dir, f), 'r');
     try {
       fs.fsyncSync(fd);
     } finally {

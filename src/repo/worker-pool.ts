@@ -22,6 +22,12 @@ interface Slot {
 const MAX_BATCH = 24;
 /** Batches a worker may hold at once: one running, one queued. */
 const DEPTH = 2;
+/**
+ * A worker that is busy gets its queued batch only once this many tasks
+ * wait: when tasks trickle in (a pull's downloads), they gather while the
+ * worker runs, instead of one message per task.
+ */
+const MIN_QUEUED_BATCH = 8;
 
 function workerScript(): URL {
   if (!import.meta.url.endsWith('.ts')) return new URL('./object-worker.js', import.meta.url);
@@ -79,6 +85,7 @@ export class WorkerPool {
       if (this.queue.length === 0) return;
       const slot = this.slots.reduce((a, b) => (b.inFlight.size < a.inFlight.size ? b : a));
       if (slot.inFlight.size >= DEPTH) return;
+      if (slot.inFlight.size > 0 && this.queue.length < MIN_QUEUED_BATCH) return;
       const size = Math.max(1, Math.min(MAX_BATCH, Math.ceil(this.queue.length / this.slots.length)));
       const batch = this.queue.splice(0, size);
       const id = this.nextId++;
