@@ -26,14 +26,29 @@ const SLOT = '\u0000';
 const slot = (name: string): string => SLOT + name;
 
 type DeviceRow = { id: string; group_name: string; bucket: number; booted_commit: string | null; override_commit: string | null };
+type PollRow = DeviceRow & Partial<Omit<RolloutRow, 'id'>> & { r_id: string | null };
 
 interface HotQueries {
   byToken: CompiledQuery<DeviceRow>;
   /** The device, its group's newest rollout with release and channel, and its progress in it: one round trip per poll. */
-  poll: CompiledQuery<DeviceRow & Partial<Omit<RolloutRow, 'id'>> & { r_id: string | null }>;
+  poll: CompiledQuery<PollRow>;
+  /** The same for many token hashes at once (PostgreSQL: polls that arrive together share one round trip). */
+  pollMany: CompiledQuery<PollRow & { token_hash: string }>;
   rollout: CompiledQuery<Omit<RolloutRow, 'dr_state'>>;
   progress: CompiledQuery<{ state: string }>;
 }
+
+// The poll's select list and joins, shared by the one-device and the batched form.
+const POLL_COLUMNS = sql.raw(`select d.id, d.group_name, d.bucket, d.booted_commit, d.override_commit,
+        r.id as r_id, r.release_id, r.state, r.kind, r.current_wave, r.waves, r.max_concurrent, r."window", r.updated_at,
+        rel."commit", rel.version, ch.ref,
+        -- A scalar subquery on the full primary key: a join let PostgreSQL
+        -- pick the (rollout, state) index and filter a whole rollout's rows.
+        (select dr.state from device_rollouts dr where dr.device_id = d.id and dr.rollout_id = r.id) as dr_state`);
+const POLL_FROM = sql.raw(`from devices d
+      left join rollouts r on r.id = (select r2.id from rollouts r2 where r2.group_name = d.group_name order by r2.serial desc limit 1)
+      left join releases rel on rel.id = r.release_id
+      left join channels ch on ch.name = rel.channel`);
 
 const HOT = new WeakMap<FleetDb, HotQueries>();
 
@@ -53,18 +68,8 @@ function hot(fdb: FleetDb): HotQueries {
       .limit(sql.lit(1))
       .compile(),
     progress: fdb.db.selectFrom('device_rollouts').select('state').where('device_id', '=', slot('device')).where('rollout_id', '=', slot('rollout')).compile(),
-    poll: sql<DeviceRow & Partial<Omit<RolloutRow, 'id'>> & { r_id: string | null }>`
-      select d.id, d.group_name, d.bucket, d.booted_commit, d.override_commit,
-        r.id as r_id, r.release_id, r.state, r.kind, r.current_wave, r.waves, r.max_concurrent, r."window", r.updated_at,
-        rel."commit", rel.version, ch.ref,
-        -- A scalar subquery on the full primary key: a join let PostgreSQL
-        -- pick the (rollout, state) index and filter a whole rollout's rows.
-        (select dr.state from device_rollouts dr where dr.device_id = d.id and dr.rollout_id = r.id) as dr_state
-      from devices d
-      left join rollouts r on r.id = (select r2.id from rollouts r2 where r2.group_name = d.group_name order by r2.serial desc limit 1)
-      left join releases rel on rel.id = r.release_id
-      left join channels ch on ch.name = rel.channel
-      where d.token_hash = ${slot('hash')}`.compile(fdb.db),
+    poll: sql<PollRow>`${POLL_COLUMNS} ${POLL_FROM} where d.token_hash = ${slot('hash')}`.compile(fdb.db),
+    pollMany: sql<PollRow & { token_hash: string }>`${POLL_COLUMNS}, d.token_hash ${POLL_FROM} where d.token_hash = any(${slot('hashes')})`.compile(fdb.db),
   };
   HOT.set(fdb, q);
   return q;
@@ -76,9 +81,48 @@ async function runHot<R>(fdb: FleetDb, q: CompiledQuery<R>, values: Record<strin
   return (await fdb.db.executeQuery<R>({ ...q, parameters })).rows[0];
 }
 
+// On PostgreSQL a round trip costs about as much as the rest of a poll, so
+// the polls that arrive in one turn of the event loop share one query (at
+// most POLL_BATCH token hashes). Nothing is kept once the batch is answered.
+const POLL_BATCH = 256;
+interface WaitingPoll {
+  hash: string;
+  resolve: (row: PollRow | undefined) => void;
+  reject: (err: unknown) => void;
+}
+const waitingPolls = new WeakMap<FleetDb, WaitingPoll[]>();
+
+function pollRow(fdb: FleetDb, hash: string): Promise<PollRow | undefined> {
+  if (!fdb.readPrepared || fdb.dialect !== 'postgres') return runHot(fdb, hot(fdb).poll, { hash });
+  let batch = waitingPolls.get(fdb);
+  if (!batch || batch.length >= POLL_BATCH) {
+    batch = [];
+    waitingPolls.set(fdb, batch);
+    const mine = batch;
+    setImmediate(() => {
+      if (waitingPolls.get(fdb) === mine) waitingPolls.delete(fdb);
+      void answerPolls(fdb, mine);
+    });
+  }
+  return new Promise((resolve, reject) => batch!.push({ hash, resolve, reject }));
+}
+
+async function answerPolls(fdb: FleetDb, batch: WaitingPoll[]): Promise<void> {
+  try {
+    const q = hot(fdb).pollMany;
+    const hashes = [...new Set(batch.map((p) => p.hash))];
+    const parameters = q.parameters.map((p) => (p === slot('hashes') ? hashes : p));
+    const rows = await fdb.readPrepared!<PollRow & { token_hash: string }>(q.sql, parameters);
+    const byHash = new Map(rows.map((r) => [r.token_hash, r]));
+    for (const p of batch) p.resolve(byHash.get(p.hash));
+  } catch (err) {
+    for (const p of batch) p.reject(err);
+  }
+}
+
 /** The device a token names and what its poll needs, in one query; null for an unknown token. */
 export async function pollFacts(fdb: FleetDb, token: string): Promise<{ dev: DeviceAuth; rollout: RolloutRow | null } | null> {
-  const row = await runHot(fdb, hot(fdb).poll, { hash: hashToken(token) });
+  const row = await pollRow(fdb, hashToken(token));
   if (!row) return null;
   const dev = { id: row.id, group: row.group_name, bucket: Number(row.bucket), bootedCommit: row.booted_commit, overrideCommit: row.override_commit };
   if (!row.r_id) return { dev, rollout: null };
