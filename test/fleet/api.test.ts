@@ -254,6 +254,22 @@ describe.each(DIALECTS)('fleet API (%s)', (dialect) => {
       }
     });
 
+    it('answers each of many concurrent polls for its own device (PostgreSQL batches them into one query)', async () => {
+      f = await makeFleet(dialect);
+      const edge = await enroll(f, 'edge', 6);
+      const lab = await enroll(f, 'lab', 6);
+      const rel = await release(f, C1, '1.0');
+      await rollout(f, { releaseId: rel, group: 'edge', waves: [{ percent: 100, soakSeconds: 0 }], maxConcurrent: 100 });
+      const tokens = [...edge, ...lab, edge[0]].map((d) => d.token).concat(['not-a-device-token']);
+      const answers = await Promise.all(
+        tokens.map((t) => f.app.inject({ method: 'GET', url: '/v1/device/next', headers: { authorization: `Bearer ${t}` } }).then((r) => ({ status: r.statusCode, body: r.json() }))),
+      );
+      for (const a of answers.slice(0, 6)) expect(a).toMatchObject({ status: 200, body: { action: 'deploy', commit: C1 } });
+      for (const a of answers.slice(6, 12)) expect(a).toMatchObject({ status: 200, body: { action: 'none', reason: 'no-rollout' } });
+      expect(answers[12]).toMatchObject({ status: 200, body: { action: 'deploy', commit: C1 } });
+      expect(answers[13].status).toBe(401);
+    });
+
     it('pauses itself when failures cross the threshold, and says why; resume and abort', async () => {
       f = await makeFleet(dialect);
       const devs = await enroll(f, 'edge', 20);
