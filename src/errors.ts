@@ -67,6 +67,9 @@ export const ERROR_CODES = {
   OCI_INVALID: { exit: 65, meaning: 'an OCI image layout or `docker save` archive is malformed, or a blob does not match its sha256 digest' },
   NEEDS_ROOT: { exit: 77, meaning: 'the operation needs root (chroot for postprocess or debootstrap, setting file owners)' },
   COMMAND_FAILED: { exit: 1, meaning: 'a command strata ran for the user failed (a postprocess command, debootstrap, apt-get download); its last output line is shown' },
+  PACKAGE_CONFLICT: { exit: 65, meaning: 'a package to layer ships a file the base image has with other content, or a package the base image already holds; nothing was deployed' },
+  PACKAGE_NOT_LAYERED: { exit: 66, meaning: '`admin uninstall` names a package that is not layered on the deployment (see `admin status`)' },
+  TRANSACTION_FAILED: { exit: 1, meaning: 'the command of `admin transaction` exited non-zero (or was killed); nothing was deployed' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
