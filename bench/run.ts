@@ -4,6 +4,7 @@
 //   node dist/bench/run.js commit [--rounds N] [--only commit|checkout|fsck[,...]]
 //   node dist/bench/run.js deploy [--rounds N] [--kernel new|same]   (bench/deploy.ts)
 //   node dist/bench/run.js pull [--rounds N]                          (bench/pull.ts)
+//   node dist/bench/run.js compose [--rounds N]                       (bench/compose.ts)
 //
 // Every timed step is a whole process (`node bin/strata.js ...` or `ostree ...`),
 // run under /usr/bin/time for its peak RSS. Caches stay warm for both tools; the
@@ -19,11 +20,12 @@ import {
 } from './common.js';
 import { DEPLOY_USAGE, type KernelChoice, runDeployBench } from './deploy.js';
 import { PULL_USAGE, runPullBench } from './pull.js';
+import { COMPOSE_USAGE, runComposeBench } from './compose.js';
 
 type Mode = 'archive' | 'bare-user';
 type Part = 'commit' | 'checkout' | 'fsck';
 
-const SUITES = ['commit', 'deploy', 'pull'] as const;
+const SUITES = ['commit', 'deploy', 'pull', 'compose'] as const;
 const PARTS: readonly Part[] = ['commit', 'checkout', 'fsck'];
 const MODES: readonly Mode[] = ['archive', 'bare-user'];
 const BRANCH = 'bench';
@@ -51,7 +53,7 @@ interface Options {
   kernel: KernelChoice;
 }
 
-const USAGE = `usage: node dist/bench/run.js ${COMMIT_USAGE}\n       node dist/bench/run.js ${DEPLOY_USAGE}\n       node dist/bench/run.js ${PULL_USAGE}`;
+const USAGE = `usage: node dist/bench/run.js ${COMMIT_USAGE}\n       node dist/bench/run.js ${DEPLOY_USAGE}\n       node dist/bench/run.js ${PULL_USAGE}\n       node dist/bench/run.js ${COMPOSE_USAGE}`;
 
 function parseOptions(argv: string[]): Options {
   let parsed;
@@ -73,7 +75,7 @@ function parseOptions(argv: string[]): Options {
   const suite = positionals[0] ?? 'commit';
   if (!(SUITES as readonly string[]).includes(suite)) throw new UsageError(`unknown suite '${suite}'; suites: ${SUITES.join(', ')}`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
-  const rounds = values.rounds === undefined ? (suite === 'pull' ? 3 : 5) : Number(values.rounds);
+  const rounds = values.rounds === undefined ? (suite === 'pull' || suite === 'compose' ? 3 : 5) : Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds needs a whole number >= 1, got '${values.rounds}'`);
   if (suite !== 'commit' && values.only !== undefined) throw new UsageError(`--only belongs to the commit suite; usage: run.js ${COMMIT_USAGE}`);
   if (suite !== 'deploy' && values.kernel !== undefined) throw new UsageError(`--kernel belongs to the deploy suite; usage: run.js ${COMMIT_USAGE}`);
@@ -305,6 +307,11 @@ async function main(): Promise<number> {
   const { cache, trees } = buildRootfs(root);
   if (opts.suite === 'deploy') {
     const out = await runDeployBench({ ...base, cache, trees }, { rounds: opts.rounds, kernel: opts.kernel });
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    return 0;
+  }
+  if (opts.suite === 'compose') {
+    const out = await runComposeBench({ ...base, cache, trees }, { rounds: opts.rounds });
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     return 0;
   }
