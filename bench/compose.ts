@@ -63,7 +63,7 @@ export async function runComposeBench(ctx: ComposeBenchContext, opts: { rounds: 
     const parse = (s: Sample): ComposeReport => JSON.parse(s.stdout) as ComposeReport;
 
     log('warming the page cache and both programs (one untimed run each)');
-    runSync('cat', [tarball], ctx.root);
+    runSync('sh', ['-c', 'cat "$0" > /dev/null', tarball], ctx.root);
     runSync(...composeArgv(fresh('strata', 'warm-s')), ctx.root);
     runSync(...ostreeArgv(fresh('ostree', 'warm-o')), ctx.root);
     rm(path.join(work, 'warm-s'));
