@@ -4,6 +4,7 @@
 //   node dist/bench/run.js commit [--rounds N] [--only commit|checkout|fsck[,...]]
 //   node dist/bench/run.js deploy [--rounds N] [--kernel new|same]   (bench/deploy.ts)
 //   node dist/bench/run.js pull [--rounds N]                          (bench/pull.ts)
+//   node dist/bench/run.js compose [--rounds N]                       (bench/compose.ts)
 //   node dist/bench/run.js fleet [--devices N] [--duration S] [--db sqlite|postgres|both]  (bench/fleet.ts)
 //
 // Every timed step is a whole process (`node bin/strata.js ...` or `ostree ...`),
@@ -21,11 +22,12 @@ import {
 import { DEPLOY_USAGE, type KernelChoice, runDeployBench } from './deploy.js';
 import { PULL_USAGE, runPullBench } from './pull.js';
 import { FLEET_USAGE, runFleetBench } from './fleet.js';
+import { COMPOSE_USAGE, runComposeBench } from './compose.js';
 
 type Mode = 'archive' | 'bare-user';
 type Part = 'commit' | 'checkout' | 'fsck';
 
-const SUITES = ['commit', 'deploy', 'pull', 'fleet'] as const;
+const SUITES = ['commit', 'deploy', 'pull', 'compose', 'fleet'] as const;
 const PARTS: readonly Part[] = ['commit', 'checkout', 'fsck'];
 const MODES: readonly Mode[] = ['archive', 'bare-user'];
 const BRANCH = 'bench';
@@ -57,7 +59,11 @@ interface Options {
   dialects: ('sqlite' | 'postgres')[];
 }
 
-const USAGE = `usage: node dist/bench/run.js ${COMMIT_USAGE}\n       node dist/bench/run.js ${DEPLOY_USAGE}\n       node dist/bench/run.js ${PULL_USAGE}\n       node dist/bench/run.js ${FLEET_USAGE}`;
+const USAGE = `usage: node dist/bench/run.js ${COMMIT_USAGE}
+       node dist/bench/run.js ${DEPLOY_USAGE}
+       node dist/bench/run.js ${PULL_USAGE}
+       node dist/bench/run.js ${COMPOSE_USAGE}
+       node dist/bench/run.js ${FLEET_USAGE}`;
 
 function parseOptions(argv: string[]): Options {
   let parsed;
@@ -82,7 +88,7 @@ function parseOptions(argv: string[]): Options {
   const suite = positionals[0] ?? 'commit';
   if (!(SUITES as readonly string[]).includes(suite)) throw new UsageError(`unknown suite '${suite}'; suites: ${SUITES.join(', ')}`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
-  const rounds = values.rounds === undefined ? (suite === 'pull' ? 3 : 5) : Number(values.rounds);
+  const rounds = values.rounds === undefined ? (suite === 'pull' || suite === 'compose' ? 3 : 5) : Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds needs a whole number >= 1, got '${values.rounds}'`);
   if (suite !== 'commit' && values.only !== undefined) throw new UsageError(`--only belongs to the commit suite; usage: run.js ${COMMIT_USAGE}`);
   if (suite !== 'deploy' && values.kernel !== undefined) throw new UsageError(`--kernel belongs to the deploy suite; usage: run.js ${COMMIT_USAGE}`);
@@ -328,6 +334,11 @@ async function main(): Promise<number> {
   const { cache, trees } = buildRootfs(root);
   if (opts.suite === 'deploy') {
     const out = await runDeployBench({ ...base, cache, trees }, { rounds: opts.rounds, kernel: opts.kernel });
+    process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+    return 0;
+  }
+  if (opts.suite === 'compose') {
+    const out = await runComposeBench({ ...base, cache, trees }, { rounds: opts.rounds });
     process.stdout.write(JSON.stringify(out, null, 2) + '\n');
     return 0;
   }

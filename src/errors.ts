@@ -83,6 +83,9 @@ export const ERROR_CODES = {
   AGENT_REJECTED: { exit: 77, meaning: 'the fleet server refused the request (4xx): a bad or revoked token, an enrollment token already used, a report it does not accept' },
   AGENT_PROTOCOL: { exit: 76, meaning: "the fleet server's answer does not match the device API contract (docs/fleet-api.md)" },
   AGENT_STAGE_FAILED: { exit: 1, meaning: 'the agent could not pull, verify or stage the commit the server asked for; it reports the reason and retries' },
+  PACKAGE_CONFLICT: { exit: 65, meaning: 'a package to layer ships a file the base image has with other content, or a package the base image already holds; nothing was deployed' },
+  PACKAGE_NOT_LAYERED: { exit: 66, meaning: '`admin uninstall` names a package that is not layered on the deployment (see `admin status`)' },
+  TRANSACTION_FAILED: { exit: 1, meaning: 'the command of `admin transaction` exited non-zero (or was killed); nothing was deployed' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -16,6 +16,8 @@ export interface TarApplyOptions {
   keepExistingDirs?: boolean;
   /** Called with every path the tarball puts in the tree (for a package's file list); may throw to refuse it. */
   onPath?: (parts: string[], entry: TarEntry) => void;
+  /** Called before an entry other than a directory is written, while what it replaces is still there (layering's conflict check). */
+  beforeWrite?: (parts: string[], entry: TarEntry) => void;
 }
 
 export interface ApplyStats {
@@ -74,6 +76,7 @@ export async function applyTarball(tree: StagingTree, file: string, opts: TarApp
       throw new StrataError('UNSUPPORTED_FILE', `${special} /${parts.join('/')} cannot go into an OS tree (only files, directories and symlinks); leave it out of the input`, { path: parts.join('/'), kind: special });
     }
     created.add(parts.join('/'));
+    if (entry.type !== 'directory') opts.beforeWrite?.(parts, entry);
     switch (entry.type) {
       case 'directory':
         if (!(opts.keepExistingDirs && tree.isDirectory(parts))) tree.mkdir(parts, metaOf(entry));

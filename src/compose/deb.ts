@@ -106,10 +106,27 @@ export interface DebLayerState {
   owners: Map<string, string>;
   /** Temp directory for members and downloads. */
   work: string;
+  /**
+   * Called before a package's file, symlink or hard link replaces a
+   * non-directory that no package of this run put there (the base's own
+   * file, still on disk at `real`): client-side layering refuses those.
+   */
+  onReplace?: (pkg: string, treePath: string, real: string) => void;
 }
 
-/** Unpacks one .deb into the tree and records it in the tree's dpkg database. */
-export async function applyDeb(tree: StagingTree, file: string, state: DebLayerState): Promise<DebInfo> {
+interface OpenedDeb {
+  stanza: Stanza;
+  pkg: string;
+  version: string;
+  arch: string;
+  ctl: Map<string, Buffer>;
+  /** The data.tar member, written out to a file of `dir`. */
+  dataFile: string;
+  dataName: string;
+}
+
+/** Checks a .deb's ar structure and reads its control members; data.tar is written to `dir`. */
+async function openDeb(file: string, dir: string): Promise<OpenedDeb> {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -130,31 +147,62 @@ export async function applyDeb(tree: StagingTree, file: string, state: DebLayerS
   const data = members.find((m) => /^data\.tar(\.(gz|xz|zst))?$/.test(m.name));
   if (!control) throw bad('no control.tar member (or one compressed other than gzip, xz, zstd)');
   if (!data) throw bad('no data.tar member (or one compressed other than gzip, xz, zstd)');
+  const controlFile = path.join(dir, control.name);
+  const dataFile = path.join(dir, data.name);
+  fs.writeFileSync(controlFile, control.data);
+  fs.writeFileSync(dataFile, data.data);
+  let ctl: Map<string, Buffer>;
+  try {
+    ctl = await readTarMembers(controlFile, new Set(['control', 'md5sums', 'conffiles']));
+  } catch (err) {
+    if (err instanceof StrataError) throw bad(`its ${control.name}: ${err.message}`);
+    throw err;
+  }
+  const stanza = parseControl(ctl.get('control')?.toString('utf8') ?? '')[0];
+  const pkg = stanza && field(stanza, 'Package');
+  const version = stanza && field(stanza, 'Version');
+  if (!stanza || !pkg || !version) throw bad('its control file has no Package or Version');
+  return { stanza, pkg, version, arch: field(stanza, 'Architecture') ?? 'all', ctl, dataFile, dataName: data.name };
+}
 
+/** A .deb's name, version and architecture, after the same checks applyDeb makes (temp files go to `work`). */
+export async function readDebInfo(file: string, work: string): Promise<Omit<DebInfo, 'files'>> {
+  const dir = fs.mkdtempSync(path.join(work, 'deb-'));
+  try {
+    const d = await openDeb(file, dir);
+    return { file, package: d.pkg, version: d.version, architecture: d.arch };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The packages a dpkg status file lists as installed or unpacked (`name:arch`). */
+export function packagesInStatus(text: string): { package: string; architecture: string }[] {
+  return parseControl(text)
+    .filter((s) => !/\bnot-installed\b|\bconfig-files\b/.test(field(s, 'Status') ?? ''))
+    .map((s) => ({ package: field(s, 'Package') ?? '', architecture: field(s, 'Architecture') ?? 'all' }))
+    .filter((p) => p.package !== '');
+}
+
+/** Unpacks one .deb into the tree and records it in the tree's dpkg database. */
+export async function applyDeb(tree: StagingTree, file: string, state: DebLayerState): Promise<DebInfo> {
   const dir = fs.mkdtempSync(path.join(state.work, 'deb-'));
   try {
-    const controlFile = path.join(dir, control.name);
-    const dataFile = path.join(dir, data.name);
-    fs.writeFileSync(controlFile, control.data);
-    fs.writeFileSync(dataFile, data.data);
-    let ctl: Map<string, Buffer>;
-    try {
-      ctl = await readTarMembers(controlFile, new Set(['control', 'md5sums', 'conffiles']));
-    } catch (err) {
-      if (err instanceof StrataError) throw bad(`its ${control.name}: ${err.message}`);
-      throw err;
-    }
-    const stanza = parseControl(ctl.get('control')?.toString('utf8') ?? '')[0];
-    const pkg = stanza && field(stanza, 'Package');
-    const version = stanza && field(stanza, 'Version');
-    if (!stanza || !pkg || !version) throw bad('its control file has no Package or Version');
-    const arch = field(stanza, 'Architecture') ?? 'all';
-
+    const { stanza, pkg, version, arch, ctl, dataFile, dataName } = await openDeb(file, dir);
+    const bad = (why: string) => new StrataError('DEB_MALFORMED', `${file} is not a valid Debian package: ${why}`, { path: file });
     const listed: string[] = ['/.'];
     let files = 0;
     try {
       await applyTarball(tree, dataFile, {
         keepExistingDirs: true,
+        beforeWrite: (parts) => {
+          if (!state.onReplace) return;
+          const p = '/' + parts.join('/');
+          if (state.owners.has(p)) return; // a package of this run: the owners check below decides
+          const real = tree.realPath(parts, false);
+          const st = real === null ? null : tree.lstat(real);
+          if (real !== null && st && !st.isDirectory()) state.onReplace(pkg, p, real);
+        },
         onPath: (parts, entry) => {
           if (parts.length === 0) return; // the root is the list's '/.'
           const p = '/' + parts.join('/');
@@ -169,7 +217,7 @@ export async function applyDeb(tree: StagingTree, file: string, state: DebLayerS
         },
       });
     } catch (err) {
-      if (err instanceof StrataError && (err.code === 'TAR_MALFORMED')) throw bad(`its ${data.name}: ${err.message}`);
+      if (err instanceof StrataError && (err.code === 'TAR_MALFORMED')) throw bad(`its ${dataName}: ${err.message}`);
       throw err;
     }
 

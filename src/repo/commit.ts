@@ -27,6 +27,8 @@ export interface CommitOptions extends SourceOptions {
   metadata?: [string, string][];
   /** Parent commit (rev); defaults to the branch's current commit; null for none. */
   parent?: string | null;
+  /** Move `branch` to the new commit (default true); false writes a commit no ref names (a deployment's client-side layered commit). */
+  writeRef?: boolean;
   /** Record `ostree.ref-binding` (default true, like ostree). */
   bindings?: boolean;
   /** Called as files are hashed: (done, total known so far). */
@@ -84,8 +86,9 @@ function defaultTimestamp(): number {
 export async function commit(opts: CommitOptions): Promise<CommitResult> {
   validateRefName(opts.branch);
   const repo = Repo.open(opts.repo);
-  checkRefWritable(repo, opts.branch);
-  const parent = opts.parent === null ? null : opts.parent !== undefined ? resolveRev(repo, opts.parent) : readRef(repo, opts.branch);
+  const withRef = opts.writeRef !== false;
+  if (withRef) checkRefWritable(repo, opts.branch);
+  const parent = opts.parent === null ? null : opts.parent !== undefined ? resolveRev(repo, opts.parent) : withRef ? readRef(repo, opts.branch) : null;
   if (!fs.existsSync(opts.source)) throw new StrataError('SOURCE_NOT_FOUND', `nothing to commit: ${opts.source} does not exist`, { path: opts.source });
 
   const tx = Transaction.begin(repo);
@@ -121,7 +124,7 @@ export async function commit(opts: CommitOptions): Promise<CommitResult> {
     opts.sourceDone?.();
     const written = tx.stagedCount;
     tx.commit();
-    writeRef(repo, opts.branch, checksum);
+    if (withRef) writeRef(repo, opts.branch, checksum);
     return {
       commit: checksum,
       branch: opts.branch,

@@ -42,6 +42,8 @@ export interface DeployOptions {
   refspec?: string;
   /** Extra `[origin]` keys (e.g. layered packages). */
   originExtra?: Record<string, string>;
+  /** Other origin sections, written after `[origin]` (layering: `[packages]`, `[overrides]`, `[strata]`). */
+  originSections?: Record<string, Record<string, string>>;
   booted?: string;
   dryRun?: boolean;
 }
@@ -214,7 +216,7 @@ export async function applyDeploy(sysroot: Sysroot, plan: DeployPlan, opts: Depl
       triesLeft: plan.triesLeft,
     };
     // Not fsynced one by one: the switch below (or the staged record) syncs the filesystem first.
-    sysroot.writeOrigin(ref, makeOrigin(plan.refspec, opts.originExtra), plan.stage);
+    sysroot.writeOrigin(ref, makeOrigin(plan.refspec, opts.originExtra, opts.originSections), plan.stage);
     if (etc) sysroot.updateState(ref, (s) => (s.etc = etc ?? undefined), plan.stage);
     fs.renameSync(work, final);
   } catch (err) {
@@ -286,9 +288,11 @@ export async function prepareEtc(sysroot: Sysroot, dir: string, commit: Checksum
   return summary;
 }
 
-function makeOrigin(refspec: string, extra: Record<string, string> | undefined): Origin {
+function makeOrigin(refspec: string, extra: Record<string, string> | undefined, sections: Record<string, Record<string, string>> | undefined): Origin {
   const origin = new Map([['refspec', refspec], ...Object.entries(extra ?? {})]);
-  return new Map([['origin', origin]]);
+  const out: Origin = new Map([['origin', origin]]);
+  for (const [name, keys] of Object.entries(sections ?? {})) if (name !== 'origin') out.set(name, new Map(Object.entries(keys)));
+  return out;
 }
 
 /** The entry title: the OS name from os-release, then the commit's version. */

@@ -1,9 +1,10 @@
 // `strata admin status`: every deployment with what a person deciding to
 // reboot, roll back or clean up needs to see.
 
-import { metadataLookup } from '../core/objects.js';
+import { type Checksum, metadataLookup } from '../core/objects.js';
 import { type Deployment, type DeploymentState, type Origin, type StagedRecord, Sysroot, deploymentId, isPinned, originRefspec } from './sysroot.js';
 import { rollbackTarget } from './manage.js';
+import { layerBase, layeringOf } from './derive.js';
 
 export interface DeploymentStatus {
   /** Position in the boot order; null for a staged deployment (not in it yet). */
@@ -31,6 +32,8 @@ export interface DeploymentStatus {
   etcConflicts: { path: string; reason: string }[];
   kargs: string[];
   path: string;
+  /** Client-side layering: the base commit and what is on top of it; null for a plain deployment. */
+  layered: { base: string; packages: string[]; removed: string[]; transaction: string | null } | null;
 }
 
 export interface StatusResult {
@@ -90,5 +93,13 @@ function describe(sysroot: Sysroot, d: Deployment | StagedRecord, index: number 
     etcConflicts: state.etc?.conflicts ?? [],
     kargs: d.kargs,
     path: sysroot.deploymentDir(d),
+    layered: layeredOf(sysroot, d.checksum as Checksum, f.origin),
   };
+}
+
+function layeredOf(sysroot: Sysroot, checksum: Checksum, origin: Origin): DeploymentStatus['layered'] {
+  const base = layerBase(sysroot, checksum);
+  const l = layeringOf(origin);
+  if (base === checksum && !l.packages.length && !l.removals.length && !l.transaction) return null;
+  return { base, packages: l.packages.map((p) => p.name), removed: l.removals, transaction: l.transaction };
 }

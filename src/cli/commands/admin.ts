@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { ERROR_CODES } from '../../errors.js';
+import { ERROR_CODES, StrataError } from '../../errors.js';
 import { formatBytes, out, parseIntFlag, printJson, progress, table } from '../output.js';
 
 interface SysrootFlags {
@@ -111,6 +111,12 @@ export function register(program: Command): void {
         if (d.badReason) rows.push(['Bad:', d.badReason]);
         if (d.etcConflicts.length) rows.push(['/etc conflicts:', d.etcConflicts.map((c) => c.path).join(', ')]);
         if (d.kargs.length) rows.push(['Kernel args:', d.kargs.join(' ')]);
+        if (d.layered) {
+          rows.push(['Base commit:', d.layered.base]);
+          if (d.layered.packages.length) rows.push(['Layered packages:', d.layered.packages.join(' ')]);
+          if (d.layered.removed.length) rows.push(['Removed base paths:', d.layered.removed.join(' ')]);
+          if (d.layered.transaction) rows.push(['Transaction:', d.layered.transaction]);
+        }
         out(table(rows).replace(/^/gm, '      '));
       }
     });
@@ -211,6 +217,65 @@ export function register(program: Command): void {
       else out(`Mounted ${r.deployment} at ${r.target} (read-only; /etc writable, /var from the stateroot)`);
     });
 
+  type LayerResultOf = Awaited<ReturnType<typeof import('../../sysroot/layer.js').installPackages>>;
+  const layerFlags = (c: Command): Command => c
+    .option('--stage', 'prepare the new deployment now, make it the default at shutdown (the default)')
+    .option('--apply-now', 'make the new deployment the default now (reboot to use it)')
+    .option('--dry-run', 'show what would be layered, change nothing');
+  type LayerFlags = SysrootFlags & { stage?: boolean; applyNow?: boolean; dryRun?: boolean };
+  const layerOpts = (o: LayerFlags) => {
+    if (o.stage && o.applyNow) throw new StrataError('USAGE', '--stage and --apply-now exclude each other');
+    return { sysroot: o.sysroot, booted: o.booted, stage: !o.applyNow, dryRun: o.dryRun };
+  };
+  const printLayer = (r: LayerResultOf, o: LayerFlags, verb: string) => {
+    if (o.json) return printJson(r);
+    for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+    const what = [...r.added.map((x) => `+${x}`), ...r.removed.map((x) => `-${x}`)].join(' ') || '(no change)';
+    if (r.dryRun) return out(`Would ${verb} ${what} on base ${r.base.slice(0, 12)}: packages [${r.after.packages.map((p) => p.name).join(', ')}], removed paths [${r.after.removals.join(', ')}]`);
+    const d = r.deployment;
+    out(`${verb[0].toUpperCase()}${verb.slice(1)} ${what}: ${d ? shortId(d) : ''} on base ${r.base.slice(0, 12)}`);
+    for (const p of r.packages) out(`  ${p.package} ${p.version} (${p.architecture})`);
+    out(r.staged ? 'Staged: it becomes the default at shutdown; reboot to use it' : 'Deployed as the default; reboot to use it');
+  };
+
+  layerFlags(sysrootCommand(admin, 'install', 'layer local .deb packages on the deployment: a new deployment of the base plus their files'))
+    .argument('<deb...>', '.deb files')
+    .action(async (files: string[], o: LayerFlags) => {
+      const { installPackages } = await import('../../sysroot/layer.js');
+      printLayer(await installPackages({ ...layerOpts(o), files }), o, 'install');
+    });
+
+  layerFlags(sysrootCommand(admin, 'uninstall', 'remove layered packages: a new deployment rebuilt from the base'))
+    .argument('<name...>', 'package names, as admin status lists them')
+    .action(async (names: string[], o: LayerFlags) => {
+      const { uninstallPackages } = await import('../../sysroot/layer.js');
+      printLayer(await uninstallPackages({ ...layerOpts(o), names }), o, 'uninstall');
+    });
+
+  const override = admin.command('override').description('hide base files in a derived deployment (kept through upgrades)');
+  layerFlags(sysrootCommand(override, 'remove', 'a new deployment without these base paths'))
+    .argument('<path...>', 'absolute paths of the base (/etc/x means the default config /usr/etc/x)')
+    .action(async (paths: string[], o: LayerFlags) => {
+      const { overrideRemove } = await import('../../sysroot/layer.js');
+      printLayer(await overrideRemove({ ...layerOpts(o), paths }), o, 'remove');
+    });
+  layerFlags(sysrootCommand(override, 'reset', 'bring every removed base path back'))
+    .action(async (o: LayerFlags) => {
+      const { overrideReset } = await import('../../sysroot/layer.js');
+      printLayer(await overrideReset(layerOpts(o)), o, 'reset');
+    });
+
+  sysrootCommand(admin, 'transaction', 'run a command in a writable copy of the deployment (chrooted, private mounts), commit and deploy the result')
+    .option('--stage', 'stage the result instead of making it the default now')
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .action(async (command: string[], o: SysrootFlags & { stage?: boolean }) => {
+      const { runTransaction } = await import('../../sysroot/transaction.js');
+      const r = await runTransaction({ sysroot: o.sysroot, booted: o.booted, command, stage: o.stage });
+      if (o.json) return printJson(r);
+      for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+      out(`Transaction exited 0; ${r.staged ? 'staged' : 'deployed'} ${shortId(r.deployment)} on base ${r.base.slice(0, 12)}${r.staged ? '' : ' as the default; reboot to use it'}`);
+    });
+
   const upgradeAction = (switchTo: string | undefined) => async (o: SysrootFlags & { check?: boolean; downloadOnly?: boolean; stage: boolean; allowDowngrade?: boolean }) => {
     const { upgrade } = await import('../../sysroot/upgrade.js');
     const bar = await progress('pull', o);
@@ -230,6 +295,8 @@ export function register(program: Command): void {
     if (!r.deployed) return out(`Downloaded ${v(r.to)} from ${r.refspec}${r.pulled ? ` (${r.pulled.objects} objects, ${formatBytes(r.pulled.bytes)})` : ''}; not deployed (--download-only)`);
     const fetched = r.pulled ? `; fetched ${r.pulled.delta ? 'a static delta' : `${r.pulled.objects} objects`}, ${formatBytes(r.pulled.bytes)}` : '';
     out(`${switchTo ? 'Switched to' : 'Upgraded'} ${r.refspec}: ${from} -> ${v(r.to)}${fetched}`);
+    for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+    if (r.layered) out(`Layered again on the new base: ${[...r.layered.packages, ...r.layered.removals.map((p) => `-${p}`)].join(' ')}`);
     if (r.changes) out(`Changes: ${r.changes.added} added, ${r.changes.removed} removed, ${r.changes.modified} modified, ${r.changes.metadata} metadata only`);
     out(r.deployed.staged ? 'Staged: it becomes the default at shutdown; reboot to use it' : 'Deployed as the default; reboot to use it');
   };
