@@ -8,5 +8,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 300_000,
     reporters: ['default', './test/helpers/summary-reporter.ts'],
+    // Starts a PostgreSQL cluster only when test/fleet files are selected.
+    globalSetup: ['./test/fleet/pg-global-setup.ts'],
   },
 });

@@ -1,5 +1,6 @@
 // One registry of the error codes strata reports. Each code has a short
-// meaning and the process exit code the CLI uses for it. docs/errors.md lists
+// meaning and the process exit code the CLI uses for it; codes the fleet
+// server answers with also carry an HTTP status. docs/errors.md lists
 // the same codes; a test fails when the two disagree.
 
 export const ERROR_CODES = {
@@ -67,9 +68,24 @@ export const ERROR_CODES = {
   OCI_INVALID: { exit: 65, meaning: 'an OCI image layout or `docker save` archive is malformed, or a blob does not match its sha256 digest' },
   NEEDS_ROOT: { exit: 77, meaning: 'the operation needs root (chroot for postprocess or debootstrap, setting file owners)' },
   COMMAND_FAILED: { exit: 1, meaning: 'a command strata ran for the user failed (a postprocess command, debootstrap, apt-get download); its last output line is shown' },
+  FLEET_BAD_REQUEST: { exit: 2, http: 400, meaning: 'a fleet API request or fleet command input breaks the schema (a missing field, a value too long or of the wrong format); the message names the field' },
+  FLEET_UNAUTHORIZED: { exit: 77, http: 401, meaning: 'the request carries no token, or a token the fleet server does not know (revoked, mistyped, or for another server)' },
+  FLEET_FORBIDDEN: { exit: 77, http: 403, meaning: 'the token is valid but not allowed to do this: a viewer writing, a device reporting for another device, a device token on the admin API' },
+  FLEET_NOT_FOUND: { exit: 66, http: 404, meaning: 'no fleet object (device, group, channel, release, rollout) has that name or id' },
+  FLEET_CONFLICT: { exit: 73, http: 409, meaning: 'the fleet object exists already, or its state does not allow the action (resuming an aborted rollout, a second active rollout for a group)' },
+  FLEET_ENROLLMENT_REFUSED: { exit: 77, http: 403, meaning: 'the enrollment token is unknown, expired, or a one-time token that was used already; ask for a new one' },
+  FLEET_RATE_LIMITED: { exit: 75, http: 429, meaning: 'too many requests from this address (enrollment is rate-limited); retry after the time the server gives' },
+  FLEET_DB: { exit: 69, http: 503, meaning: 'the fleet database is unreachable or refused the operation (bad --db URL, server down, schema newer than this strata)' },
+  FLEET_AUDIT_BROKEN: { exit: 1, http: 500, meaning: 'the audit log hash chain does not verify: an entry was altered or removed; the message names the first bad sequence number' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The HTTP status the fleet server answers with for a code (500 for codes that have none). */
+export function httpStatusOf(code: ErrorCode): number {
+  const entry = ERROR_CODES[code];
+  return 'http' in entry ? entry.http : 500;
+}
 
 /** Every error strata raises on purpose: a stable code plus structured data. */
 export class StrataError extends Error {

@@ -129,12 +129,23 @@ function openServed(root: string, rel: string): { fd: number; st: fs.BigIntStats
 }
 
 export function buildServer(opts: ServeOptions): http.Server {
+  const server = http.createServer(repoRequestHandler(opts));
+  server.keepAliveTimeout = 5_000;
+  return server;
+}
+
+/**
+ * The request handler of buildServer, for mounting the same static repository
+ * inside another server (the fleet server serves it under /repo/): the
+ * request's url must already be relative to the repository root.
+ */
+export function repoRequestHandler(opts: ServeOptions): (req: http.IncomingMessage, res: http.ServerResponse) => void {
   const repo = Repo.open(opts.repo);
   if (!repo.archive) {
     throw new StrataError('REPO_MODE', `${repo.path} is a ${repo.mode} repository; serve an archive one (ostree pulls only from archive repositories over HTTP)`, { path: repo.path, mode: repo.mode });
   }
   const root = fs.realpathSync(repo.path);
-  const server = http.createServer((req, res) => {
+  return (req, res) => {
     let bytes = 0;
     res.on('finish', () => opts.onRequest?.({ method: req.method ?? '', url: req.url ?? '', status: res.statusCode, bytes }));
     const fail = (status: number, message: string, headers: http.OutgoingHttpHeaders = {}): void => {
@@ -203,9 +214,7 @@ export function buildServer(opts: ServeOptions): http.Server {
       if (!res.headersSent) fail(500, 'Internal Server Error');
       else res.destroy(err as Error);
     }
-  });
-  server.keepAliveTimeout = 5_000;
-  return server;
+  };
 }
 
 /** Starts listening; resolves with the base URL (port 0 picks a free port). */

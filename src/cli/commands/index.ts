@@ -24,5 +24,6 @@ import { register as pull } from './pull.js';
 import { register as admin } from './admin.js';
 import { register as health } from './health.js';
 import { register as staticDelta } from './static-delta.js';
+import { register as fleet } from './fleet.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, compose, checkout, refs, revParse, log, show, ls, cat, diff, db, fsck, prune, keygen, sign, summary, staticDelta, remote, pull, serve, ui, admin, health, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, compose, checkout, refs, revParse, log, show, ls, cat, diff, db, fsck, prune, keygen, sign, summary, staticDelta, remote, pull, serve, ui, fleet, admin, health, tour];
