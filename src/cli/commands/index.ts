@@ -10,6 +10,8 @@ import { register as show } from './show.js';
 import { register as ls } from './ls.js';
 import { register as cat } from './cat.js';
 import { register as diff } from './diff.js';
+import { register as db } from './db.js';
+import { register as ui } from './ui.js';
 import { register as fsck } from './fsck.js';
 import { register as prune } from './prune.js';
 import { register as tour } from './tour.js';
@@ -25,4 +27,4 @@ import { register as staticDelta } from './static-delta.js';
 import { register as agent } from './agent.js';
 import { register as fleet } from './fleet.js';
 
-export const COMMANDS: ((program: Command) => void)[] = [init, commit, compose, checkout, refs, revParse, log, show, ls, cat, diff, fsck, prune, keygen, sign, summary, staticDelta, remote, pull, serve, fleet, admin, health, agent, tour];
+export const COMMANDS: ((program: Command) => void)[] = [init, commit, compose, checkout, refs, revParse, log, show, ls, cat, diff, db, fsck, prune, keygen, sign, summary, staticDelta, remote, pull, serve, ui, fleet, admin, health, agent, tour];
