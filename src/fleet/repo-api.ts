@@ -55,7 +55,7 @@ const FileQuery = z.object({ commit: REV, path: z.string().min(1).max(4096) });
 const LogQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
 /** The HTTP status of an error code: the registry's when it has one, else from the kind of exit code. */
-export function httpStatusOf(code: keyof typeof ERROR_CODES): number {
+export function repoHttpStatus(code: keyof typeof ERROR_CODES): number {
   const entry = ERROR_CODES[code] as { exit: number; http?: number };
   if (entry.http) return entry.http;
   if (entry.exit === 2) return 400;
@@ -65,7 +65,7 @@ export function httpStatusOf(code: keyof typeof ERROR_CODES): number {
 }
 
 function sendError(reply: FastifyReply, err: unknown): FastifyReply {
-  if (err instanceof StrataError) return reply.code(httpStatusOf(err.code)).send({ error: { code: err.code, message: err.message } });
+  if (err instanceof StrataError) return reply.code(repoHttpStatus(err.code)).send({ error: { code: err.code, message: err.message } });
   if (err instanceof z.ZodError) {
     const first = err.issues[0];
     return reply.code(400).send({ error: { code: 'USAGE', message: `${first?.path.join('.') || 'query'}: ${first?.message ?? 'invalid'}` } });

@@ -174,3 +174,131 @@ export class Api {
   packagesDiff = (from: string, to: string) => this.request<PackageDiff>('GET', `/v1/repo/packages/diff${qs({ from, to })}`);
   sysrootStatus = () => this.request<SysrootStatus>('GET', '/v1/sysroot/status');
 }
+
+// Fleet (admin or viewer token; writes need admin)
+
+export interface Whoami {
+  name: string;
+  role: 'admin' | 'viewer';
+}
+
+export interface Overview {
+  devices: number;
+  byVersion: Record<string, number>;
+  byGroup: Record<string, number>;
+  byState: Record<string, number>;
+  byChannel: Record<string, number>;
+  healthy: number;
+  updating: number;
+  failed: number;
+  drifting: number;
+  offline: number;
+}
+
+export interface DeviceDeployment {
+  index?: number;
+  commit: string;
+  version?: string | null;
+  booted?: boolean;
+  default?: boolean;
+  rollback?: boolean;
+  pinned?: boolean;
+  staged?: boolean;
+  health?: string | null;
+}
+
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  actor: string;
+  action: string;
+  subject: string;
+  before: unknown;
+  after: unknown;
+  prevHash: string;
+  hash: string;
+}
+
+export interface Device {
+  id: string;
+  name: string;
+  machineId: string | null;
+  group: string;
+  labels: Record<string, string>;
+  state: string | null;
+  lastSeen: string | null;
+  enrolledAt: string;
+  booted: { commit: string | null; version: string | null };
+  stagedCommit: string | null;
+  etcDigest: string | null;
+  health: { ok?: boolean; failed?: string[]; at?: string } | null;
+  verify: { ok?: boolean; modified?: number; added?: number; removed?: number; at?: string } | null;
+  deployments: DeviceDeployment[];
+  overrideCommit: string | null;
+}
+
+export interface DeviceDetail extends Device {
+  history: AuditEntry[];
+}
+
+export interface Release {
+  id: string;
+  channel: string;
+  commit: string;
+  version: string;
+  notes: string;
+  createdAt: string;
+}
+
+export interface Wave {
+  percent: number;
+  soakSeconds: number;
+  startedAt: string | null;
+  completedAt: string | null;
+  devices: number;
+  updated: number;
+  healthy: number;
+  failed: number;
+}
+
+export interface Rollout {
+  id: string;
+  releaseId: string;
+  commit: string;
+  version: string;
+  group: string;
+  kind: 'forward' | 'rollback';
+  state: 'active' | 'paused' | 'completed' | 'aborted' | 'rolled-back';
+  pausedReason: string | null;
+  currentWave: number;
+  waves: Wave[];
+  maxConcurrent: number;
+  failureThreshold: number;
+  graceSeconds: number;
+  previousReleaseId: string | null;
+  failureHistory: { at: string; wave: number; rate: number }[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface AuditVerify {
+  ok: boolean;
+  entries: number;
+  firstBad?: { seq: number; reason: string };
+}
+
+export type RolloutAction = 'pause' | 'resume' | 'abort' | 'rollback';
+
+export class FleetApi extends Api {
+  whoami = () => this.request<Whoami>('GET', '/v1/whoami');
+  overview = () => this.request<Overview>('GET', '/v1/overview');
+  devices = (q: { label?: string; state?: string; group?: string; version?: string } = {}) => this.request<Device[]>('GET', `/v1/devices${qs(q)}`);
+  device = (id: string) => this.request<DeviceDetail>('GET', `/v1/devices/${encodeURIComponent(id)}`);
+  rollbackDevice = (id: string) => this.request<{ commit: string }>('POST', `/v1/devices/${encodeURIComponent(id)}/rollback`, {});
+  releases = () => this.request<Release[]>('GET', '/v1/releases');
+  rollouts = () => this.request<Rollout[]>('GET', '/v1/rollouts');
+  rollout = (id: string) => this.request<Rollout>('GET', `/v1/rollouts/${encodeURIComponent(id)}`);
+  rolloutAction = (id: string, action: RolloutAction, reason?: string) => this.request<Rollout>('POST', `/v1/rollouts/${encodeURIComponent(id)}/${action}`, reason ? { reason } : {});
+  audit = (q: { device?: string; action?: string; since?: string; until?: string; limit?: number } = {}) => this.request<AuditEntry[]>('GET', `/v1/audit${qs(q)}`);
+  auditVerify = () => this.request<AuditVerify>('GET', '/v1/audit/verify');
+}
