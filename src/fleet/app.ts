@@ -19,6 +19,7 @@ import { registerDeviceRoutes } from './routes/device.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerFleetLockRoutes } from './routes/fleetlock.js';
 import { registerRepoRoutes } from './routes/repo.js';
+import { dashboard } from './dashboard.js';
 
 export interface FleetAppOptions {
   db: FleetDb;
@@ -36,6 +37,8 @@ export interface FleetAppOptions {
   evaluateEverySeconds?: number;
   /** Close the database when the app closes (the CLI owns it; tests may not). */
   closeDb?: boolean;
+  /** The dashboard at `/` and its repository API (default on; `webRoot`: another build of it). */
+  dashboard?: boolean | { webRoot?: string };
 }
 
 /** `device-self`: a device route that checks the token itself (the poll, in one query). */
@@ -164,6 +167,10 @@ export async function buildApp(opts: FleetAppOptions): Promise<FastifyInstance> 
   registerAdminRoutes(app, ctx);
   registerFleetLockRoutes(app, ctx);
   if (opts.repo) registerRepoRoutes(app, opts.repo);
+  if (opts.dashboard !== false) {
+    const webRoot = typeof opts.dashboard === 'object' ? opts.dashboard.webRoot : undefined;
+    await app.register(dashboard, { fdb: opts.db, repo: opts.repo, webRoot });
+  }
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/metrics', { config: { auth: 'viewer' }, schema: { hide: true } }, async (_req, reply) => {

@@ -2,14 +2,10 @@
 // token), `GET /v1/whoami` (which role the token has, so the pages leave out
 // what a viewer cannot do) and the dashboard's files at `/`.
 //
-// `dashboard` is one Fastify plugin the fleet app can register as it is
-// (`app.register(dashboard, { fdb, repo })`); it checks tokens itself, so it
-// needs nothing from the app's own hooks. Until buildApp registers it,
-// `serveFleetWithDashboard` puts both apps behind one HTTP server.
+// `dashboard` is one Fastify plugin that buildApp registers; it checks
+// tokens itself, so it needs nothing from the app's own hooks.
 
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { StrataError } from '../errors.js';
 import type { FleetDb } from './db.js';
 import { hashToken } from './tokens.js';
@@ -54,38 +50,3 @@ export const dashboard: FastifyPluginAsync<DashboardOptions> = async (app, opts)
   });
   await app.register(webStatic, { root: opts.webRoot });
 };
-
-/** Paths the dashboard app answers; everything else goes to the fleet app. */
-export function isDashboardPath(url: string): boolean {
-  const p = url.split('?')[0];
-  if (p.startsWith('/v1/repo/') || p === '/v1/whoami') return true;
-  if (p.startsWith('/v1/') || p.startsWith('/repo/') || p === '/metrics' || p === '/openapi.json') return false;
-  return true;
-}
-
-export async function buildDashboardApp(opts: DashboardOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
-  await app.register(dashboard, opts);
-  await app.ready();
-  return app;
-}
-
-/** One HTTP server in front of the fleet app and the dashboard app. */
-export async function serveFleetWithDashboard(fleet: FastifyInstance, dash: FastifyInstance, opts: { port?: number; host?: string } = {}): Promise<{ url: string; close(): Promise<void> }> {
-  await fleet.ready();
-  await dash.ready();
-  const server = http.createServer((req, res) => (isDashboardPath(req.url ?? '/') ? dash.routing(req, res) : fleet.routing(req, res)));
-  const host = opts.host ?? '127.0.0.1';
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, host, () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://${host}:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}

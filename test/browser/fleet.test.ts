@@ -11,7 +11,6 @@ import { buildApp } from '../../src/fleet/app.js';
 import { openDb, type FleetDb } from '../../src/fleet/db.js';
 import { migrate } from '../../src/fleet/migrations.js';
 import { createAdminToken, createEnrollmentToken } from '../../src/fleet/tokens.js';
-import { buildDashboardApp, serveFleetWithDashboard } from '../../src/fleet/dashboard.js';
 import { CLI, rootfsPair, runAsync, strata, tmpDir } from '../helpers/fixtures.js';
 import { hasChromium, launchChromium, openPage, shot } from '../helpers/browser.js';
 
@@ -24,8 +23,7 @@ describe.skipIf(!hasChromium || !pair)('fleet dashboard (browser)', () => {
   let consoleErrors: string[];
   let fdb: FleetDb;
   let fleet: FastifyInstance;
-  let dash: FastifyInstance;
-  let server: { url: string; close(): Promise<void> };
+  let server: { url: string };
   let admin: string;
   let viewer: string;
   let commitA: string;
@@ -60,8 +58,8 @@ describe.skipIf(!hasChromium || !pair)('fleet dashboard (browser)', () => {
     admin = (await createAdminToken(fdb, { name: 'ops', role: 'admin', actor: 'test' })).token;
     viewer = (await createAdminToken(fdb, { name: 'auditor', role: 'viewer', actor: 'test' })).token;
     fleet = await buildApp({ db: fdb, repo, evaluateEverySeconds: 0 });
-    dash = await buildDashboardApp({ fdb, repo });
-    server = await serveFleetWithDashboard(fleet, dash);
+    // The fleet app serves the dashboard at / and its repository API itself.
+    server = { url: await fleet.listen({ port: 0, host: '127.0.0.1' }) };
 
     // Seed through the admin API, devices through the device API.
     await call('POST', '/v1/channels', admin, { name: 'stable', ref: 'os/x86_64/stable' });
@@ -86,9 +84,7 @@ describe.skipIf(!hasChromium || !pair)('fleet dashboard (browser)', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await server?.close();
     await fleet?.close();
-    await dash?.close();
     await fdb?.close();
   });
 
