@@ -7,9 +7,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { deploy } from '../../src/sysroot/deploy.js';
-import { CLI, rootfsPair, runAsync, strata, tmpDir } from '../helpers/fixtures.js';
+import { CLI, rootfsPair, runAsync, startCliServer, strata, tmpDir } from '../helpers/fixtures.js';
 import { REF, makeSysroot } from '../helpers/sysroot.js';
-import { hasChromium, launchChromium, openPage, shot, startCli, stop } from '../helpers/browser.js';
+import { hasChromium, launchChromium, openPage, shot, stop } from '../helpers/browser.js';
 
 process.env.STRATA_WORKERS ??= '1';
 
@@ -37,7 +37,7 @@ describe.skipIf(!hasChromium)('strata ui (browser)', () => {
     await deploy({ sysroot: s.dir, rev: v1 });
     const v2 = await s.commitVersion({ version: '2.0', etc: { 'app/app.conf': 'level=2\nname=edge\n' }, files: { 'usr/share/factory/var/lib/dpkg/status': status('2.6.2'), 'usr/bin/new-tool': '#!/bin/sh\n' } });
     await deploy({ sysroot: s.dir, rev: REF });
-    const srv = await startCli(['ui', '--sysroot', s.dir, '--port', '0', '--json']);
+    const srv = await startCliServer(['ui', '--sysroot', s.dir, '--port', '0', '--json']);
     servers.push(srv);
     ({ page, foreign, consoleErrors } = await openPage(browser, srv.url));
 
@@ -88,7 +88,7 @@ describe.skipIf(!hasChromium)('strata ui (browser)', () => {
       const c = await runAsync(process.execPath, [CLI, 'commit', '--repo', repo, '-b', 'debian/bookworm', '--add-metadata-string', `version=${v}`, '-s', `rootfs ${v}`, '--no-bindings', dir]);
       expect(c.status, c.stderr).toBe(0);
     }
-    const srv = await startCli(['ui', '--repo', repo, '--port', '0', '--json']);
+    const srv = await startCliServer(['ui', '--repo', repo, '--port', '0', '--json']);
     servers.push(srv);
     ({ page, foreign, consoleErrors } = await openPage(browser, srv.url));
     await page.goto(srv.url + '/');

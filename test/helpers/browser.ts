@@ -4,9 +4,9 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { type Browser, type Page, chromium } from 'playwright-core';
-import { CLI, ROOT } from './fixtures.js';
+import { ROOT } from './fixtures.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const hasChromium = fs.existsSync(CHROMIUM);
@@ -44,22 +44,6 @@ export async function shot(page: Page, name: string): Promise<string> {
   const file = path.join(SHOTS, `${name}.png`);
   await page.screenshot({ path: file });
   return file;
-}
-
-/** Runs `strata ARGS --port 0 --json` and resolves with the URL it prints once listening. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; child: ChildProcess; log: () => string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d;
-      const m = /"url":\s*"([^"]+)"/.exec(out);
-      if (m) resolve({ url: m[1], child, log: () => stderr });
-    });
-    child.on('exit', (code) => reject(new Error(`strata ${args[0]} exited ${code}: ${stderr}`)));
-  });
 }
 
 export function stop(child: ChildProcess): Promise<void> {

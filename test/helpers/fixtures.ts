@@ -114,17 +114,23 @@ export function runAsync(cmd: string, args: string[]): Promise<{ status: number 
   });
 }
 
-/** Starts `strata serve --port 0 --json` and resolves with its URL once it listens. */
-export function startStrataServe(repo: string): Promise<{ url: string; child: ChildProcess; log: () => string }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--repo', repo, '--port', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs `strata ARGS` (a server started with `--port 0 --json`) and resolves with the URL it prints once listening. */
+export function startCliServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ url: string; child: ChildProcess; log: () => string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d));
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout?.on('data', (d: Buffer) => {
       out += d;
-      if (out.includes('}')) resolve({ url: (JSON.parse(out) as { url: string }).url, child, log: () => stderr });
+      const m = /"url":\s*"([^"]+)"/.exec(out);
+      if (m) resolve({ url: m[1], child, log: () => stderr });
     });
-    child.on('exit', (code) => reject(new Error(`strata serve exited ${code}: ${stderr}`)));
+    child.on('exit', (code) => reject(new Error(`strata ${args[0]} exited ${code}: ${stderr}`)));
   });
+}
+
+/** Starts `strata serve --port 0 --json` and resolves with its URL once it listens. */
+export function startStrataServe(repo: string): Promise<{ url: string; child: ChildProcess; log: () => string }> {
+  return startCliServer(['serve', '--repo', repo, '--port', '0', '--json']);
 }
