@@ -25,6 +25,12 @@
 // hardlinked copy of its own server repo. Every timed step is one whole
 // process under /usr/bin/time, after sync and a pause; the tool that goes
 // first alternates per round.
+//
+// Nothing a round made is deleted before the run ends: on a filesystem
+// without a journal (ext4 here) the kernel skips inodes freed in the last
+// seconds when it allocates new ones (recently_deleted(), 5 s after a sync,
+// 30 s before), so removing a repo's thousands of files just before a timed
+// step made the step after it up to twice as slow, for either tool.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -324,7 +330,6 @@ export async function runPullBench(ctx: PullBenchContext, opts: { rounds: number
       c.initClient(tool, repo, nginx.url);
       runSync(...c.pullArgv(tool, repo, false), ctx.root);
       if (c.revParse(tool, repo, `${REMOTE}:${BRANCH}`) !== A) throw new Error(`${tool}'s warm-up pull did not end at A`);
-      rm(repo);
     }
 
     const started = new Date();
@@ -373,7 +378,6 @@ export async function runPullBench(ctx: PullBenchContext, opts: { rounds: number
           const s = await timedPull(step, tool, repo, step === 'full' ? A : B);
           samples[step][tool].push(s);
           line.push(`${tool} ${fmtSample(s)} ${(s.wire.bytes / MB).toFixed(1)}MB/${s.wire.requests}req`);
-          if (step !== 'full') rm(repo);
         }
         log(`${tag} ${step}: ${line.join(', ')}`);
       }
@@ -388,7 +392,6 @@ export async function runPullBench(ctx: PullBenchContext, opts: { rounds: number
         line.push(`${tool} ${fmtSample(s)} ${(genBytes[tool][genBytes[tool].length - 1] / MB).toFixed(1)}MB`);
       }
       log(`${tag} delta generate A -> B: ${line.join(', ')}`);
-      rm(dir);
     }
 
     // ---------------------------------------------------------------- report
@@ -437,7 +440,7 @@ export async function runPullBench(ctx: PullBenchContext, opts: { rounds: number
       durationS: r1((Date.now() - started.getTime()) / 1000),
       method:
         'each step is one whole process (node bin/strata.js ... / ostree ...) under /usr/bin/time -f %M; wall time from spawn to exit; ' +
-        `sync and a ${SETTLE_MS} ms pause before every timed step; the first tool alternates per round; fresh client repos every round ` +
+        `sync and a ${SETTLE_MS} ms pause before every timed step; the first tool alternates per round; fresh client repos every round, none deleted before the run ends ` +
         '(update steps start from a cp -a of that round\'s full-pull repo); one nginx on 127.0.0.1 serves both clients, bytes = sum of ' +
         "$bytes_sent (headers + bodies) over the run's requests in nginx's access log; setup and removal untimed; ratio = median(strata) / median(ostree)",
       commands: {

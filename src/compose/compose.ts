@@ -21,6 +21,7 @@ import { isRoot, loadBase, run } from './base.js';
 import { addAccounts, applyUnits, removeGlobs, writeFiles, writeSymlinks } from './customize.js';
 import { type DebInfo, type DebLayerState, aptDownload, applyDeb, installDebsWithScripts } from './deb.js';
 import { commitChecksum, diffAgainst, hashDirectory, treeChecksums } from './dry-run.js';
+import { cachedCompose, inputDigest, recordCompose } from './inputs.js';
 import { type Manifest, loadManifest } from './manifest.js';
 import { applyOci } from './oci.js';
 
@@ -30,6 +31,8 @@ export interface ComposeOptions {
   repo: string;
   /** Build and diff, write nothing to the repository. */
   dryRun?: boolean;
+  /** Build the tree even when the inputs equal those of the ref's last compose (see inputs.ts). */
+  noCache?: boolean;
   /** Where the staging tree is built (default: /dev/shm when roomy, else the system temp directory). */
   workdir?: string;
   /** Environment for SOURCE_DATE_EPOCH (default: process.env). */
@@ -65,7 +68,17 @@ export interface ComposeResult {
   metadata: Record<string, string>;
   stats?: CommitResult['stats'];
   diff?: Omit<DiffResult, 'from' | 'to'> & { from: Checksum | null };
+  /**
+   * The compose cache: `hit` when the inputs were those of the compose that
+   * made the ref's commit (nothing built; the report is that compose's),
+   * `miss` when the tree was built, `off` for --no-cache and dry runs,
+   * `uncacheable` with the reason.
+   */
+  cache: { state: 'hit' | 'miss' | 'off' | 'uncacheable'; inputs?: string; reason?: string };
 }
+
+/** What the cache keeps of a compose: its report without the parts that depend on the run. */
+type CachedReport = Omit<ComposeResult, 'commit' | 'parent' | 'unchanged' | 'dryRun' | 'diff' | 'cache'>;
 
 type KeyPath = (string | number)[];
 
@@ -156,6 +169,21 @@ export async function compose(opts: ComposeOptions): Promise<ComposeResult> {
   checkInputs(m);
   const step = opts.onStep ?? (() => undefined);
 
+  let cache: ComposeResult['cache'] = { state: 'off' };
+  if (!opts.dryRun && !opts.noCache) {
+    step('hashing the inputs');
+    const d = await inputDigest(m, repo);
+    if ('uncacheable' in d) cache = { state: 'uncacheable', reason: d.uncacheable };
+    else {
+      const hit = parent ? cachedCompose<CachedReport>(repo, m.ref, d.digest) : null;
+      if (hit) {
+        const stats = hit.report.stats ? { ...hit.report.stats, objectsWritten: 0, storedBytes: 0 } : undefined;
+        return { ...hit.report, stats, commit: hit.commit, parent, unchanged: true, dryRun: false, cache: { state: 'hit', inputs: d.digest } };
+      }
+      cache = { state: 'miss', inputs: d.digest };
+    }
+  }
+
   const chroot = m.postprocess.length > 0 || m.base?.kind === 'debootstrap' || m.layers.some((l) => l.kind === 'deb' && l.scripts);
   const workParent = opts.workdir ?? defaultWorkdir(chroot);
   let work: string;
@@ -243,7 +271,7 @@ export async function compose(opts: ComposeOptions): Promise<ComposeResult> {
           JSON.stringify(p.metadata) === JSON.stringify(c.metadata);
       }
       const diff = await diffAgainst(repo, parent, mtree);
-      return { ...report, commit: unchanged && parent ? parent : commitChecksum(c), parent, unchanged, dryRun: true, diff: { from: parent, ...diff } };
+      return { ...report, commit: unchanged && parent ? parent : commitChecksum(c), parent, unchanged, dryRun: true, diff: { from: parent, ...diff }, cache };
     }
 
     step('commit');
@@ -251,7 +279,10 @@ export async function compose(opts: ComposeOptions): Promise<ComposeResult> {
       repo: repo.path, source: root, ...commitOpts, skipIfUnchanged: true, onProgress: opts.onProgress,
       sourceDone: () => fs.rmSync(root, { recursive: true, force: true }),
     });
-    return { ...report, commit: r.commit, parent, unchanged: !!r.unchanged, dryRun: false, stats: r.stats };
+    if (cache.inputs !== undefined && !recordCompose<CachedReport>(repo, m.ref, cache.inputs, r.commit, { ...report, stats: r.stats })) {
+      cache = { ...cache, reason: 'the compose record could not be written; the next compose builds again' };
+    }
+    return { ...report, commit: r.commit, parent, unchanged: !!r.unchanged, dryRun: false, stats: r.stats, cache };
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

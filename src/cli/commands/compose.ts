@@ -5,6 +5,7 @@ import { LETTER, describe } from './diff.js';
 interface Flags {
   repo?: string;
   dryRun?: boolean;
+  cache?: boolean;
   workdir?: string;
   json?: boolean;
 }
@@ -16,6 +17,7 @@ export function register(program: Command): void {
     .argument('<manifest>', 'manifest file (YAML)')
     .option('--repo <path>', 'repository path')
     .option('--dry-run', 'build the tree and show its diff against the ref, writing nothing to the repository')
+    .option('--no-cache', "build the tree even when the inputs equal those of the compose that made the ref's commit")
     .option('--workdir <dir>', 'where to build the staging tree (default: /dev/shm with 4 GiB free, else the system temp directory)')
     .option('--json', 'print JSON')
     .action(async (manifest: string, o: Flags) => {
@@ -27,6 +29,7 @@ export function register(program: Command): void {
           manifest,
           repo: requireRepo(o.repo),
           dryRun: o.dryRun,
+          noCache: o.cache === false,
           workdir: o.workdir,
           onStep: (text) => {
             if (!quiet) process.stderr.write(`compose: ${text}\n`);
@@ -44,7 +47,11 @@ export function register(program: Command): void {
         }
         out(r.commit);
         if (r.unchanged) {
-          process.stderr.write(`${r.ref} is unchanged: the tree and metadata equal ${r.commit.slice(0, 12)}\n`);
+          process.stderr.write(
+            r.cache.state === 'hit'
+              ? `${r.ref} is unchanged: the inputs equal those of the compose that made ${r.commit.slice(0, 12)} (--no-cache builds anyway)\n`
+              : `${r.ref} is unchanged: the tree and metadata equal ${r.commit.slice(0, 12)}\n`,
+          );
           return;
         }
         const s = r.stats;
