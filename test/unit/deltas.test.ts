@@ -61,9 +61,9 @@ describe('xz arguments of a delta part', () => {
   it('sizes the dictionary to the part and adds the x86 filter only when x86 binaries are a tenth of it', async () => {
     const { xzArgs } = await import('../../src/remote/delta-generate.js');
     const MiB = 1024 * 1024;
-    expect(xzArgs(6, 32 * MiB, 4 * MiB)).toEqual(['-z', '-c', '-T1', '--x86', `--lzma2=preset=6,dict=${32 * MiB}`]);
-    expect(xzArgs(6, 32 * MiB, 3 * MiB)).toEqual(['-z', '-c', '-T1', `--lzma2=preset=6,dict=${32 * MiB}`]);
+    expect(xzArgs(6, 32 * MiB, 4 * MiB)).toEqual(['-z', '-c', '-T1', '--x86', `--lzma2=preset=6,dict=${32 * MiB},depth=16`]);
+    expect(xzArgs(6, 32 * MiB, 3 * MiB)).toEqual(['-z', '-c', '-T1', `--lzma2=preset=6,dict=${32 * MiB},depth=16`]);
     expect(xzArgs(3, 1000, 0)).toEqual(['-z', '-c', '-T1', `--lzma2=preset=3,dict=${MiB}`]);
-    expect(xzArgs(9, 200 * MiB, 0)).toEqual(['-z', '-c', '-T1', `--lzma2=preset=9,dict=${64 * MiB}`]);
+    expect(xzArgs(9, 200 * MiB, 0)).toEqual(['-z', '-c', '-T1', `--lzma2=preset=9,dict=${64 * MiB},depth=16`]);
   });
 });
