@@ -4,11 +4,12 @@
 // and large bodies written to a `.partial` file that a later attempt, or a
 // later run, continues with `Range: bytes=N-`, guarded by `If-Range: ETAG`
 // so that a changed file is fetched whole again. `file://` remotes read the
-// local files.
+// local files. The HTTP client is undici's (decision 0012): a pull makes
+// thousands of small requests, and it spends about 40% less CPU per request
+// than node:http's.
 
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
+import { Agent, type Dispatcher } from 'undici';
 import { StrataError, ioError } from '../errors.js';
 import { readLocal, remoteFileUrl } from './http.js';
 
@@ -31,6 +32,8 @@ const MAX_REDIRECTS = 5;
 
 export type Fetched = { kind: 'buffer'; body: Buffer } | { kind: 'file'; path: string; resumedFrom: number };
 
+type Response = Dispatcher.ResponseData;
+
 /** A failure worth retrying (the network, not the request). */
 class TransientError extends Error {
   constructor(
@@ -43,7 +46,7 @@ class TransientError extends Error {
 
 export class Fetcher {
   readonly base: string;
-  private readonly agent: http.Agent;
+  private readonly agent: Agent;
   private readonly retries: number;
   private readonly timeoutMs: number;
   private readonly backoffMs: number;
@@ -58,11 +61,16 @@ export class Fetcher {
 
   constructor(opts: FetcherOptions) {
     this.base = opts.url;
-    const isHttps = new URL(opts.url).protocol === 'https:';
-    const agentOpts = { keepAlive: true, maxSockets: opts.jobs, maxFreeSockets: opts.jobs };
-    this.agent = isHttps ? new https.Agent(agentOpts) : new http.Agent(agentOpts);
     this.retries = opts.retries ?? 5;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    // `jobs` keep-alive connections per origin; both timeouts are idle times (headers, then between body chunks).
+    this.agent = new Agent({
+      connections: opts.jobs,
+      pipelining: 1,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      connect: { timeout: this.timeoutMs },
+    });
     this.backoffMs = opts.backoffMs ?? 200;
   }
 
@@ -71,7 +79,7 @@ export class Fetcher {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.agent.destroy().catch(() => undefined);
   }
 
   /** A small file (metadata), or null on 404 when `allowMissing`. */
@@ -82,7 +90,7 @@ export class Fetcher {
       if (url.protocol === 'file:') return this.readFileUrl(url, maxBytes, opts.allowMissing ?? false);
       const res = await this.request(url, {});
       if (res.statusCode === 404) {
-        res.resume();
+        discard(res);
         if (opts.allowMissing) return null;
         throw new StrataError('HTTP_ERROR', `${url.href}: 404 Not Found`, { url: url.href, status: 404 });
       }
@@ -109,24 +117,24 @@ export class Fetcher {
       const mayExist = !opts.noEarlierPartial || this.partialsWritten.has(partial);
       const have = mayExist ? partialLength(partial) : 0;
       const etag = have > 0 ? readSmall(etagFile) : null;
-      const headers: http.OutgoingHttpHeaders = etag !== null ? { Range: `bytes=${have}-`, 'If-Range': etag } : {};
+      const headers: Record<string, string> = etag !== null ? { range: `bytes=${have}-`, 'if-range': etag } : {};
       const res = await this.request(url, headers);
       if (res.statusCode === 416) {
         // The partial is as long as (or longer than) the file: start over.
-        res.resume();
+        discard(res);
         fs.rmSync(partial, { force: true });
         throw new TransientError(`${url.href}: 416 for a stale partial download`);
       }
       if (res.statusCode === 404) {
-        res.resume();
+        discard(res);
         throw new StrataError('HTTP_ERROR', `${url.href}: 404 Not Found`, { url: url.href, status: 404 });
       }
       expectStatus(res, url, [200, 206]);
-      const length = Number(res.headers['content-length']);
+      const length = Number(header(res, 'content-length'));
       if (res.statusCode === 206) {
-        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(res, 'content-range') ?? '');
         if (!m || Number(m[1]) !== have) {
-          res.resume();
+          discard(res);
           fs.rmSync(partial, { force: true });
           throw new TransientError(`${url.href}: answered a range that does not continue the partial download`);
         }
@@ -136,7 +144,7 @@ export class Fetcher {
         return { kind: 'file', path: partial, resumedFrom: have };
       }
       if (Number.isFinite(length) && length > opts.maxBytes) {
-        res.destroy();
+        res.body.destroy();
         throw tooLarge(url, opts.maxBytes);
       }
       if (Number.isFinite(length) && length <= MEMORY_LIMIT) {
@@ -145,12 +153,12 @@ export class Fetcher {
       }
       this.partialsWritten.add(partial);
       // A whole body: the ETag goes down first, so that a cut leaves a partial that can be continued.
-      const newEtag = res.headers.etag;
+      const newEtag = header(res, 'etag');
       try {
-        if (typeof newEtag === 'string' && !newEtag.startsWith('W/')) fs.writeFileSync(etagFile, newEtag);
+        if (newEtag !== undefined && !newEtag.startsWith('W/')) fs.writeFileSync(etagFile, newEtag);
         else fs.rmSync(etagFile, { force: true });
       } catch (err) {
-        res.destroy();
+        res.body.destroy();
         throw ioError(err, 'write', etagFile);
       }
       await this.bodyToFile(res, url, partial, 'w', opts.maxBytes);
@@ -175,14 +183,15 @@ export class Fetcher {
   }
 
   /** One GET, following redirects; network failures and 5xx become TransientError. */
-  private async request(url: URL, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
+  private async request(url: URL, headers: Record<string, string>): Promise<Response> {
     let current = url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
       const res = await this.requestOnce(current, headers);
-      const status = res.statusCode ?? 0;
-      if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
-        res.resume();
-        const next = new URL(res.headers.location, current);
+      const status = res.statusCode;
+      const location = header(res, 'location');
+      if (status >= 300 && status < 400 && status !== 304 && location !== undefined) {
+        discard(res);
+        const next = new URL(location, current);
         if (next.protocol !== current.protocol && !(current.protocol === 'http:' && next.protocol === 'https:')) {
           throw new StrataError('HTTP_ERROR', `${current.href} redirects to ${next.href}; only http and https are followed`, { url: current.href });
         }
@@ -190,7 +199,7 @@ export class Fetcher {
         continue;
       }
       if (status >= 500 || status === 408 || status === 429) {
-        res.resume();
+        discard(res);
         throw new TransientError(`${url.href}: HTTP ${status}`, { status });
       }
       return res;
@@ -198,86 +207,68 @@ export class Fetcher {
     throw new StrataError('HTTP_ERROR', `${url.href}: more than ${MAX_REDIRECTS} redirects`, { url: url.href });
   }
 
-  private requestOnce(url: URL, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
+  private async requestOnce(url: URL, headers: Record<string, string>): Promise<Response> {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      return Promise.reject(new StrataError('HTTP_ERROR', `cannot fetch ${url.href}: unsupported scheme ${url.protocol}`, { url: url.href }));
+      throw new StrataError('HTTP_ERROR', `cannot fetch ${url.href}: unsupported scheme ${url.protocol}`, { url: url.href });
     }
-    const get = url.protocol === 'https:' ? https.get : http.get;
-    return new Promise((resolve, reject) => {
-      const req = get(url, { agent: this.agent, headers: { 'User-Agent': 'strata', ...headers } }, (res) => {
-        // The body may stall too: the same idle timeout applies to it.
-        res.socket.setTimeout(this.timeoutMs);
-        resolve(res);
-      });
-      req.setTimeout(this.timeoutMs, () => req.destroy(new TransientError(`${url.href}: no answer within ${this.timeoutMs / 1000} s`)));
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        reject(err instanceof TransientError ? err : new TransientError(`${url.href}: ${err.code ?? err.message}`, { errno: err.code }));
-      });
-    });
+    try {
+      return await this.agent.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers: { 'user-agent': 'strata', ...headers } });
+    } catch (err) {
+      throw networkError(url, err);
+    }
   }
 
-  private readBody(res: http.IncomingMessage, url: URL, maxBytes: number): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let total = 0;
-      res.on('data', (c: Buffer) => {
+  private async readBody(res: Response, url: URL, maxBytes: number): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    try {
+      for await (const chunk of res.body) {
+        const c = chunk as Buffer;
         total += c.length;
         this.bytesReceived += c.length;
         if (total > maxBytes) {
-          res.destroy();
-          reject(tooLarge(url, maxBytes));
-          return;
+          res.body.destroy();
+          throw tooLarge(url, maxBytes);
         }
         chunks.push(c);
-      });
-      res.on('end', () => {
-        if (!res.complete) reject(new TransientError(`${url.href}: connection closed before the whole body arrived`));
-        else resolve(ownedConcat(chunks, total));
-      });
-      res.on('error', (err) => reject(new TransientError(`${url.href}: ${err.message}`)));
-      res.on('close', () => {
-        if (!res.complete) reject(new TransientError(`${url.href}: connection closed before the whole body arrived`));
-      });
-    });
+      }
+    } catch (err) {
+      throw err instanceof StrataError ? err : networkError(url, err, 'before the whole body arrived');
+    }
+    return ownedConcat(chunks, total);
   }
 
   /** Streams a body into `file` (appending or from scratch); whatever arrived stays there if the connection drops. */
-  private bodyToFile(res: http.IncomingMessage, url: URL, file: string, flags: 'a' | 'w', maxBytes: number): Promise<void> {
+  private async bodyToFile(res: Response, url: URL, file: string, flags: 'a' | 'w', maxBytes: number): Promise<void> {
     let fd: number;
     try {
       fd = fs.openSync(file, flags, 0o644);
     } catch (err) {
-      res.destroy();
-      return Promise.reject(ioError(err, 'write', file));
+      res.body.destroy();
+      throw ioError(err, 'write', file);
     }
     let written = flags === 'a' ? fs.fstatSync(fd).size : 0;
-    return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const finish = (err?: Error): void => {
-        if (settled) return;
-        settled = true;
-        fs.closeSync(fd);
-        if (err) reject(err);
-        else resolve();
-      };
-      res.on('data', (c: Buffer) => {
+    try {
+      for await (const chunk of res.body) {
+        const c = chunk as Buffer;
         this.bytesReceived += c.length;
         written += c.length;
         if (written > maxBytes) {
-          res.destroy();
-          return finish(tooLarge(url, maxBytes));
+          res.body.destroy();
+          throw tooLarge(url, maxBytes);
         }
         try {
-          fs.writeSync(fd, c);
+          for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off);
         } catch (err) {
-          res.destroy();
-          finish(ioError(err, 'write', file));
+          res.body.destroy();
+          throw ioError(err, 'write', file);
         }
-      });
-      res.on('end', () => finish(res.complete ? undefined : new TransientError(`${url.href}: connection closed after ${written} bytes`)));
-      res.on('error', (err) => finish(new TransientError(`${url.href}: ${err.message} after ${written} bytes`)));
-      res.on('close', () => finish(res.complete ? undefined : new TransientError(`${url.href}: connection closed after ${written} bytes`)));
-    });
+      }
+    } catch (err) {
+      throw err instanceof StrataError ? err : networkError(url, err, `after ${written} bytes`);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** A file:// remote: read directly, counted like bytes from the network. */
@@ -296,11 +287,31 @@ function ownedConcat(chunks: Buffer[], total: number): Buffer {
   return out;
 }
 
-function expectStatus(res: http.IncomingMessage, url: URL, ok: number[]): void {
-  const status = res.statusCode ?? 0;
+function expectStatus(res: Response, url: URL, ok: number[]): void {
+  const status = res.statusCode;
   if (ok.includes(status)) return;
-  res.resume();
-  throw new StrataError('HTTP_ERROR', `${url.href}: HTTP ${status} ${res.statusMessage ?? ''}`.trim(), { url: url.href, status });
+  discard(res);
+  throw new StrataError('HTTP_ERROR', `${url.href}: HTTP ${status}`, { url: url.href, status });
+}
+
+/** A response header's value (the first, when repeated). */
+function header(res: Response, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Drops a body the caller does not want; the connection is reused when it is short. */
+function discard(res: Response): void {
+  res.body.dump().catch(() => undefined);
+}
+
+/** A failure of the network (refused, reset, timed out, cut short): worth another attempt. */
+function networkError(url: URL, err: unknown, when?: string): TransientError {
+  const e = err as { code?: string; message?: string };
+  const what = e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT' || e.code === 'UND_ERR_CONNECT_TIMEOUT'
+    ? 'no answer in time'
+    : e.code === 'UND_ERR_SOCKET' ? 'connection closed' : (e.code ?? e.message ?? String(err));
+  return new TransientError(`${url.href}: ${what}${when ? ` ${when}` : ''}`, { errno: e.code });
 }
 
 function tooLarge(url: URL, maxBytes: number): StrataError {
