@@ -91,12 +91,26 @@ async function xzDecompress(input: Buffer, limit: number): Promise<Buffer> {
       else reject(ioError(err, 'run', 'xz'));
     });
     child.on('close', (code) => {
-      if (code === 0) resolve(Buffer.concat(out));
+      if (code === 0) resolve(sharedCopy(out, size));
       else reject(corrupt(`a delta part is not valid xz data: ${stderr.trim().replace(/^xz: \(stdin\): /, '') || `exit code ${code}`}`));
     });
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
+}
+
+/**
+ * The chunks in one buffer over shared memory: content objects of the part
+ * go to the workers as views of it, without a copy each.
+ */
+function sharedCopy(chunks: Uint8Array[], size: number): Buffer {
+  const out = Buffer.from(new SharedArrayBuffer(size));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 interface Ctx {
@@ -126,18 +140,13 @@ function stageMetadata(ctx: Ctx, type: ObjectType, expected: Checksum, bytes: Bu
   ctx.staged.set(`${expected}.${type}`, bytes);
 }
 
-/**
- * Hands a content object to a worker, which hashes it and stages it only
- * when it is the object the part header names (else DELTA_CORRUPT). The
- * content is copied into a buffer of its own and transferred: it is
- * usually a slice of the part's payload, which must not move.
- */
-function stageFile(ctx: Ctx, expected: Checksum, meta: FileMeta, content: Buffer | undefined): void {
-  const data = new Uint8Array(content?.length ?? 0);
-  if (content) data.set(content);
-  ctx.pool ??= new WorkerPool();
-  const stageCtx: StageContext = { repoPath: ctx.repo.path, stagingDir: ctx.tx.stagingDir, archive: ctx.repo.archive, level: 6 };
-  const done = ctx.pool.run<ContentResult>({ kind: 'stage', ctx: stageCtx, job: { data, meta, size: data.length } }, [data.buffer]).then((r) => {
+function stageContext(ctx: Ctx): StageContext {
+  return { repoPath: ctx.repo.path, stagingDir: ctx.tx.stagingDir, archive: ctx.repo.archive, level: 6 };
+}
+
+/** Waits (later, in settlePending) for a worker's result, which must be the object the part header names. */
+function expectFile(ctx: Ctx, expected: Checksum, result: Promise<ContentResult>): void {
+  const done = result.then((r) => {
     if (r.checksum !== expected) throw corrupt(`delta made file ${r.checksum} where its header names ${expected}`, { expected, actual: r.checksum });
     if (r.written && ctx.tx.noteStaged(r.checksum, 'file')) ctx.written++;
   });
@@ -145,6 +154,31 @@ function stageFile(ctx: Ctx, expected: Checksum, meta: FileMeta, content: Buffer
   done.catch(() => undefined);
   ctx.pending.push(done);
   ctx.staged.set(`${expected}.file`, EMPTY);
+}
+
+/** A view that travels to a worker: shared memory as it is, else a copy in a buffer of its own, transferred. */
+function forWorker(content: Buffer | undefined): { data: Uint8Array; transfer: ArrayBuffer[] } {
+  if (content && content.buffer instanceof SharedArrayBuffer) return { data: content, transfer: [] };
+  const data = new Uint8Array(content?.length ?? 0);
+  if (content) data.set(content);
+  return { data, transfer: [data.buffer] };
+}
+
+/**
+ * Hands a content object to a worker, which hashes it and stages it only
+ * when it is the object the part header names (else DELTA_CORRUPT).
+ */
+function stageFile(ctx: Ctx, expected: Checksum, meta: FileMeta, content: Buffer | undefined): void {
+  const { data, transfer } = forWorker(content);
+  ctx.pool ??= new WorkerPool();
+  expectFile(ctx, expected, ctx.pool.run<ContentResult>({ kind: 'stage', ctx: stageContext(ctx), job: { data, meta, size: data.length } }, transfer));
+}
+
+/** Hands a whole-file binary patch to a worker: it reads the old object, patches, hashes and stages. */
+function stagePatchedFile(ctx: Ctx, expected: Checksum, meta: FileMeta, source: Checksum, patchBytes: Buffer, size: number): void {
+  const { data, transfer } = forWorker(patchBytes);
+  ctx.pool ??= new WorkerPool();
+  expectFile(ctx, expected, ctx.pool.run<ContentResult>({ kind: 'stage-patched', ctx: stageContext(ctx), job: { source, patch: data, meta, size } }, transfer));
 }
 
 /** Parts fetched and decompressed ahead of the one being applied: with the current one, two xz processes, one per core (each part up to ~32 MiB in memory). */
@@ -173,8 +207,29 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
   let index = 0;
   let pos = 0;
   let handedAt = ctx.pending.length;
-  let source: Buffer | null = null;
-  let open: { checksum: Checksum; meta: FileMeta; size: number; chunks: Buffer[]; got: number } | null = null;
+  /** The object OP_SET_READ_SOURCE named, read only when an operation copies from it on this thread. */
+  let sourceSum: Checksum | null = null;
+  let sourceBytes: Buffer | null = null;
+  const source = (): Buffer | null => {
+    if (sourceSum === null) return null;
+    if (sourceBytes === null) {
+      let loaded;
+      try {
+        loaded = ctx.repo.loadFile(sourceSum);
+      } catch (err) {
+        if (err instanceof StrataError && err.code === 'OBJECT_MISSING') throw new StrataError('OBJECT_MISSING', `delta patches file ${sourceSum}, which the repository does not have`, { checksum: sourceSum });
+        throw err;
+      }
+      if (!loaded.content) throw corrupt(`delta patches ${sourceSum}, which is a symlink`);
+      sourceBytes = loaded.content;
+    }
+    return sourceBytes;
+  };
+  const unsetSource = (): void => {
+    sourceSum = null;
+    sourceBytes = null;
+  };
+  let open: { checksum: Checksum; meta: FileMeta; size: number; chunks: Buffer[]; got: number; patch?: { source: Checksum; bytes: Buffer } } | null = null;
   const arg = (): number => {
     const [v, next] = readVarUint(ops, pos);
     pos = next;
@@ -189,9 +244,10 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
   const finishOpen = async (): Promise<void> => {
     if (!open) throw corrupt('delta part closes an object it did not open');
     if (open.got !== open.size) throw corrupt(`delta part wrote ${open.got} bytes of a ${open.size}-byte file`);
-    stageFile(ctx, open.checksum, open.meta, Buffer.concat(open.chunks));
+    if (open.patch) stagePatchedFile(ctx, open.checksum, open.meta, open.patch.source, open.patch.bytes, open.size);
+    else stageFile(ctx, open.checksum, open.meta, Buffer.concat(open.chunks));
     open = null;
-    source = null;
+    unsetSource();
     index++;
   };
   const append = (b: Buffer): void => {
@@ -223,7 +279,7 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
             stageFile(ctx, t.checksum, { ...meta, symlinkTarget: linkTarget }, undefined);
           } else stageFile(ctx, t.checksum, meta, bytes);
         }
-        source = null;
+        unsetSource();
         index++;
         break;
       }
@@ -241,27 +297,21 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
       case OP.write: {
         const len = arg();
         const off = arg();
-        if (source) {
-          if (off + len > source.length) throw corrupt(`delta part copies ${len} bytes at ${off} from a ${source.length}-byte source`);
-          append(source.subarray(off, off + len));
+        const src = source();
+        if (src) {
+          if (off + len > src.length) throw corrupt(`delta part copies ${len} bytes at ${off} from a ${src.length}-byte source`);
+          append(src.subarray(off, off + len));
         } else append(slice(off, len));
         break;
       }
       case OP.setReadSource: {
         const sum = slice(arg(), 32).toString('hex') as Checksum;
-        let loaded;
-        try {
-          loaded = ctx.repo.loadFile(sum);
-        } catch (err) {
-          if (err instanceof StrataError && err.code === 'OBJECT_MISSING') throw new StrataError('OBJECT_MISSING', `delta patches file ${sum}, which the repository does not have`, { checksum: sum });
-          throw err;
-        }
-        if (!loaded.content) throw corrupt(`delta patches ${sum}, which is a symlink`);
-        source = loaded.content;
+        unsetSource();
+        sourceSum = sum;
         break;
       }
       case OP.unsetReadSource:
-        source = null;
+        unsetSource();
         break;
       case OP.close:
         await finishOpen();
@@ -269,8 +319,12 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
       case OP.bspatch: {
         const off = arg();
         const len = arg();
-        if (!open || !source) throw corrupt('delta part patches with no object open or no source set');
-        append(applyPatch(source, slice(off, len), open.size - open.got));
+        if (!open || sourceSum === null) throw corrupt('delta part patches with no object open or no source set');
+        if (open.got === 0 && ops[pos] === OP.close) {
+          // The whole file from one patch (how strata's deltas patch): read, patch, hash and stage in a worker.
+          open.patch = { source: sourceSum, bytes: slice(off, len) };
+          open.got = open.size;
+        } else append(applyPatch(source() as Buffer, slice(off, len), open.size - open.got));
         break;
       }
       default:
@@ -367,7 +421,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
         throw corrupt(`delta part ${i} of ${name} does not match its checksum (${body.length} bytes, expected ${h.size})`, { part: i });
       }
       if (body[0] === 0x78) return xzDecompress(body.subarray(1), partLimit(h.usize));
-      if (body[0] === 0) return body.subarray(1);
+      if (body[0] === 0) return sharedCopy([body.subarray(1)], body.length - 1);
       throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
     };
     const loads: Promise<Buffer | null>[] = [];

@@ -7,12 +7,14 @@ import { StrataError } from '../errors.js';
 import { type ContentJob, type StageContext, stageContent } from './stage-content.js';
 import { type VerifyContext, verifyContentFile, verifyContents } from './verify-content.js';
 import { type PulledObject, stagePulled } from './stage-pulled.js';
+import { type PatchJob, stagePatched } from './stage-patched.js';
 import type { Checksum } from '../core/objects.js';
 import { type PlaceTask, placeFiles } from './place-files.js';
 import { type HashFilesTask, hashFiles } from './verify-tree.js';
 
 export type WorkerTask =
   | { kind: 'stage'; ctx: StageContext; job: ContentJob }
+  | { kind: 'stage-patched'; ctx: StageContext; job: PatchJob }
   | { kind: 'verify'; ctx: VerifyContext; checksums: Checksum[] }
   | { kind: 'place'; task: PlaceTask }
   | { kind: 'hash-files'; task: HashFilesTask }
@@ -25,6 +27,8 @@ async function run(task: WorkerTask): Promise<unknown> {
   switch (task.kind) {
     case 'stage':
       return stageContent(task.ctx, task.job);
+    case 'stage-patched':
+      return stagePatched(task.ctx, task.job);
     case 'verify':
       return verifyContents(task.ctx, task.checksums);
     case 'place':

@@ -15,6 +15,7 @@ import { readRef, writeRef } from '../../src/repo/refs.js';
 import { listObjects } from '../../src/repo/reachable.js';
 import { type Checksum } from '../../src/core/objects.js';
 import { staticDeltaDir } from '../../src/core/deltas.js';
+import { resolveTreePath } from '../../src/repo/walk.js';
 import { parseSuperblock } from '../../src/core/delta-format.js';
 import { generateDelta } from '../../src/remote/delta-generate.js';
 import { updateSummary } from '../../src/remote/summary.js';
@@ -187,6 +188,25 @@ describe('pull with static deltas', () => {
       expect(readRef(Repo.open(repo), 'origin:main')).toBe(A);
       expect(objectRequests(s)).toEqual([]);
       expect((await fsck({ repo })).problems).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it.each(['bare-user', 'archive'] as const)('a %s repository that lost the file a patch applies to: OBJECT_MISSING naming it, nothing stored', async (mode) => {
+    const s = await serveRepo(server);
+    try {
+      const repo = await repoHoldingA(`lost-${mode}`, mode, s.url);
+      const r = Repo.open(repo);
+      const node = resolveTreePath(r, A, '/usr/share/big.bin');
+      if (node.kind !== 'file') throw new Error('big.bin is not a file in A');
+      fs.rmSync(r.objectFile(node.checksum, 'file'));
+      const before = objectKeys(repo);
+      const e = await errorOf(run({ repo, rev: 'main' }));
+      expect(e.code).toBe('OBJECT_MISSING');
+      expect(e.data?.checksum).toBe(node.checksum);
+      expect(objectKeys(repo)).toEqual(before);
+      expect(readRef(Repo.open(repo), 'origin:main')).toBe(A);
     } finally {
       await s.close();
     }
