@@ -407,7 +407,8 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   if (sha256hex(sb.commit) !== to) throw corrupt(`delta ${name} carries a commit object that is not ${to}`);
 
   const tx = Transaction.begin(repo);
-  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: null, pending: [] };
+  // The workers start now: they load while the first part is fetched and decompressed.
+  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: new WorkerPool(), pending: [] };
   let partsSkipped = 0;
   try {
     // The next parts are fetched and decompressed (xz processes, on the other core) while one is applied.
