@@ -14,9 +14,10 @@
 //
 // Nothing a round made is deleted before the run ends: on a filesystem
 // without a journal (ext4 here) the kernel skips inodes freed in the last
-// seconds when it allocates new ones (recently_deleted(), 5 s after a sync,
-// 30 s before), so removing a repo's thousands of files just before a timed
-// step made the step after it up to twice as slow, for either tool.
+// minutes when it allocates new ones (recently_deleted(): 60 s once the
+// inode table is written back, 360 s while it is dirty), so removing a
+// repo's thousands of files just before a timed step made the step after
+// it up to twice as slow, for either tool.
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
