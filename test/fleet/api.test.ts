@@ -482,6 +482,37 @@ describe.each(DIALECTS)('fleet API (%s)', (dialect) => {
     });
   });
 
+  describe('the dashboard API', () => {
+    it('needs an admin or viewer token for whoami and the repository API; a device token is refused', async () => {
+      const repoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-fleet-repo-'));
+      try {
+        Repo.init(repoDir, 'archive');
+        f = await makeFleet(dialect, { repo: repoDir, repoUrl: undefined });
+        const [d] = await enroll(f, 'edge', 1);
+        for (const url of ['/v1/whoami', '/v1/repo/refs', '/v1/repo/info']) {
+          for (const token of [null, d.token, 'z'.repeat(43)]) {
+            const r = await f.req('GET', url, token);
+            expect(r.statusCode, `${url} ${token}`).toBe(401);
+            expect(r.json().error.code).toBe('FLEET_UNAUTHORIZED');
+          }
+        }
+        expect((await f.req('GET', '/v1/whoami', f.viewer)).json()).toEqual({ name: 'watcher', role: 'viewer' });
+        expect((await f.req('GET', '/v1/whoami', f.admin)).json()).toEqual({ name: 'root', role: 'admin' });
+        const refs = await f.req('GET', '/v1/repo/refs', f.viewer);
+        expect(refs.statusCode).toBe(200);
+        expect(refs.json()).toEqual([]);
+        const missing = await f.req('GET', `/v1/repo/diff?from=${C1}&to=${C2}`, f.viewer);
+        expect(missing.statusCode).toBe(404);
+        expect(missing.json().error.code).toBe('OBJECT_MISSING');
+        const bad = await f.req('GET', '/v1/repo/diff?from=a', f.viewer);
+        expect(bad.statusCode).toBe(400);
+        expect(bad.json().error.code).toBe('USAGE');
+      } finally {
+        fs.rmSync(repoDir, { recursive: true, force: true });
+      }
+    });
+  });
+
   describe('over a real socket', () => {
     it('serves the device API and the repository under /repo/', async () => {
       const repoDir = fs.mkdtempSync(path.join(os.tmpdir(), 'strata-fleet-repo-'));
