@@ -90,10 +90,18 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** The HTTP status the fleet server answers with for a code (500 for codes that have none). */
+/**
+ * The HTTP status an API answers with for a code: the registry's when it has
+ * one, else from the kind of exit code (usage 400, not found 404, bad data
+ * 422), else 500.
+ */
 export function httpStatusOf(code: ErrorCode): number {
   const entry = ERROR_CODES[code];
-  return 'http' in entry ? entry.http : 500;
+  if ('http' in entry) return entry.http;
+  if (entry.exit === 2) return 400;
+  if (entry.exit === 66) return 404;
+  if (entry.exit === 65) return 422;
+  return 500;
 }
 
 /** Every error strata raises on purpose: a stable code plus structured data. */

@@ -3,10 +3,11 @@
 // `strata ui --sysroot`, the machine's deployments. Read-only. The fleet
 // server registers it inside its authenticated scope; `strata ui` as it is.
 
+import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { ERROR_CODES, StrataError } from '../errors.js';
+import { StrataError, httpStatusOf } from '../errors.js';
 import type { Checksum } from '../core/objects.js';
 import { Repo } from '../repo/repo.js';
 import { listRefs, resolveRev } from '../repo/refs.js';
@@ -54,18 +55,8 @@ const DiffQuery = z.object({ from: REV, to: REV });
 const FileQuery = z.object({ commit: REV, path: z.string().min(1).max(4096) });
 const LogQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) });
 
-/** The HTTP status of an error code: the registry's when it has one, else from the kind of exit code. */
-export function repoHttpStatus(code: keyof typeof ERROR_CODES): number {
-  const entry = ERROR_CODES[code] as { exit: number; http?: number };
-  if (entry.http) return entry.http;
-  if (entry.exit === 2) return 400;
-  if (entry.exit === 66) return 404;
-  if (entry.exit === 65) return 422;
-  return 500;
-}
-
 function sendError(reply: FastifyReply, err: unknown): FastifyReply {
-  if (err instanceof StrataError) return reply.code(repoHttpStatus(err.code)).send({ error: { code: err.code, message: err.message } });
+  if (err instanceof StrataError) return reply.code(httpStatusOf(err.code)).send({ error: { code: err.code, message: err.message } });
   if (err instanceof z.ZodError) {
     const first = err.issues[0];
     return reply.code(400).send({ error: { code: 'USAGE', message: `${first?.path.join('.') || 'query'}: ${first?.message ?? 'invalid'}` } });
@@ -138,15 +129,6 @@ function lastWholeChar(b: Buffer): number {
     break;
   }
   return i;
-}
-
-function isUtf8(b: Buffer): boolean {
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(b);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export const repoApi: FastifyPluginAsync<RepoApiOptions> = async (app, opts) => {
