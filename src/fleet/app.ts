@@ -169,7 +169,7 @@ export async function buildApp(opts: FleetAppOptions): Promise<FastifyInstance> 
   if (opts.repo) registerRepoRoutes(app, opts.repo);
   if (opts.dashboard !== false) {
     const webRoot = typeof opts.dashboard === 'object' ? opts.dashboard.webRoot : undefined;
-    await app.register(dashboard, { fdb: opts.db, repo: opts.repo, webRoot });
+    await app.register(dashboard, { repo: opts.repo, webRoot });
   }
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
