@@ -15,11 +15,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { type Checksum } from '../core/objects.js';
-import { ioError } from '../errors.js';
 import { readRef, resolveRev } from '../repo/refs.js';
 import { type Repo, writeFileAtomic } from '../repo/repo.js';
 import { isRoot } from './base.js';
 import { hashDirectory, treeChecksums } from './dry-run.js';
+import { hashFile } from './file-hash.js';
 import type { Manifest } from './manifest.js';
 
 /**
@@ -41,13 +41,7 @@ export interface CacheRecord<R> {
 }
 
 async function fileDigest(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  try {
-    for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  } catch (err) {
-    throw ioError(err, 'read', file);
-  }
-  return `sha256:${hash.digest('hex')}`;
+  return `sha256:${await hashFile(file)}`;
 }
 
 /** A directory's identity: the root dirtree and dirmeta it would commit as (contents, modes, owners, xattrs, links). */

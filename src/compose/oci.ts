@@ -12,6 +12,7 @@ import { StrataError, ioError } from '../errors.js';
 import { TarReader, safeTarPath } from '../core/tar.js';
 import { openTarball } from '../repo/source-tar.js';
 import { applyTarball } from './apply.js';
+import { hashFile } from './file-hash.js';
 import type { StagingTree } from './tree.js';
 
 const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
@@ -53,13 +54,6 @@ function asDescriptor(v: unknown, where: string, what: string): Descriptor {
   const d = v as Descriptor;
   if (!d || typeof d !== 'object' || typeof d.digest !== 'string' || typeof d.size !== 'number') throw invalid(where, `${what} is not a descriptor with a digest and a size`);
   return d;
-}
-
-/** sha256 of a file, streamed. */
-async function hashFile(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
 /** The blob a descriptor names, once its size and sha256 match. */
