@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { setAttributeSync } from '@napi-rs/xattr';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, ioError } from '../errors.js';
+import { BAREUSER_XATTR } from './repo.js';
 import {
   type Checksum, type FileMeta, type ObjectType, S_IFLNK, S_IFMT, archiveHeader, fileHeader, objectExtension, objectPath, serializeBareUserMeta,
 } from '../core/objects.js';
@@ -103,9 +104,9 @@ function stagedPath(ctx: StageContext, checksum: Checksum): string {
  * so no temp name is needed. EEXIST means another worker staged the same
  * object in this commit: nothing to do.
  */
-function createStaged(ctx: StageContext, checksum: Checksum): number | null {
+function createStaged(ctx: StageContext, checksum: Checksum, mode: number): number | null {
   try {
-    return fs.openSync(stagedPath(ctx, checksum), 'wx', 0o644);
+    return fs.openSync(stagedPath(ctx, checksum), 'wx', mode);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return null;
     throw ioError(err, 'stage object', checksum);
@@ -113,13 +114,14 @@ function createStaged(ctx: StageContext, checksum: Checksum): number | null {
 }
 
 function writeStaged(ctx: StageContext, checksum: Checksum, body: Buffer, meta: FileMeta): boolean {
-  const fd = createStaged(ctx, checksum);
+  const mode = ctx.archive ? 0o644 : bareUserMode(meta);
+  const fd = createStaged(ctx, checksum, mode);
   if (fd === null) return false;
   const file = stagedPath(ctx, checksum);
   try {
     try {
       fs.writeSync(fd, body);
-      if (!ctx.archive) finishBareUser(fd, file, meta);
+      if (!ctx.archive) finishBareUser(fd, file, meta, mode);
     } finally {
       fs.closeSync(fd);
     }
@@ -131,13 +133,28 @@ function writeStaged(ctx: StageContext, checksum: Checksum, body: Buffer, meta: 
 }
 
 /**
- * bare-user objects keep their real metadata in user.ostreemeta; the file's
- * own mode keeps only safe bits (no setuid/setgid/sticky, no world write),
- * and mtime is 0, exactly as libostree writes them.
+ * The mode of a bare-user object file, as libostree writes them: only safe
+ * bits of the real mode (no setuid/setgid/sticky, no world write), always
+ * owner-readable; 0644 for a symlink's object.
  */
-function finishBareUser(fd: number, file: string, meta: FileMeta): void {
-  setAttributeSync(file, 'user.ostreemeta', serializeBareUserMeta(meta));
-  if ((meta.mode & S_IFMT) !== S_IFLNK) fs.fchmodSync(fd, (meta.mode & 0o775) | 0o400);
+export function bareUserMode(meta: FileMeta): number {
+  return (meta.mode & S_IFMT) === S_IFLNK ? 0o644 : (meta.mode & 0o775) | 0o400;
+}
+
+/** The process umask, read once per thread (workers cannot change it). */
+const umask = process.umask();
+
+/**
+ * Completes a bare-user object: the real metadata in user.ostreemeta, the
+ * mode of bareUserMode, mtime 0. `createdWith`: the mode the file was
+ * created with, when nothing changed it since; the fchmod is then skipped
+ * unless the umask took bits away (an extra inode update per file is
+ * measurable in a pull).
+ */
+export function finishBareUser(fd: number, file: string, meta: FileMeta, createdWith?: number): void {
+  setAttributeSync(file, BAREUSER_XATTR, serializeBareUserMeta(meta));
+  const mode = bareUserMode(meta);
+  if (createdWith !== mode || (mode & umask) !== 0) fs.fchmodSync(fd, mode);
   fs.futimesSync(fd, 0, 0);
 }
 
@@ -156,7 +173,7 @@ async function stageLargeFile(ctx: StageContext, job: ContentJob, header: Buffer
   if (seen !== job.size) throw new StrataError('IO', `${source} changed size while being committed`, { path: source });
   const checksum = hash.digest('hex') as Checksum;
   if (objectExists(ctx, checksum)) return { checksum, written: false, storedBytes: 0 };
-  const fd = createStaged(ctx, checksum);
+  const fd = createStaged(ctx, checksum, 0o644);
   if (fd === null) return { checksum, written: false, storedBytes: 0 };
   const file = stagedPath(ctx, checksum);
   try {

@@ -11,10 +11,9 @@ import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import { setAttributeSync } from '@napi-rs/xattr';
 import { StrataError, ioError } from '../errors.js';
-import { type Checksum, type FileMeta, S_IFLNK, S_IFMT, fileHeader, parseArchiveHeader, serializeBareUserMeta } from '../core/objects.js';
-import { BAREUSER_XATTR } from './repo.js';
+import { type Checksum, type FileMeta, S_IFLNK, S_IFMT, fileHeader, parseArchiveHeader } from '../core/objects.js';
+import { bareUserMode, finishBareUser } from './stage-content.js';
 
 export interface PulledObject {
   checksum: Checksum;
@@ -86,16 +85,9 @@ function inflateAll(compressed: Uint8Array, size: number): Buffer | string {
   return out;
 }
 
-/** The process umask, read once per thread (workers cannot change it). */
-const umask = process.umask();
-
-/**
- * bare-user objects as libostree writes them: metadata in the xattr, safe
- * mode bits, mtime 0. The mode is given at creation; fchmod only when the
- * umask took bits away (an extra inode update per file is measurable here).
- */
+/** A bare-user object as libostree writes it (see finishBareUser). */
 function writeBareUser(file: string, meta: FileMeta, data: Uint8Array): void {
-  const mode = (meta.mode & S_IFMT) === S_IFLNK ? 0o644 : (meta.mode & 0o775) | 0o400;
+  const mode = bareUserMode(meta);
   let fd: number;
   try {
     fd = fs.openSync(file, 'wx', mode);
@@ -106,9 +98,7 @@ function writeBareUser(file: string, meta: FileMeta, data: Uint8Array): void {
   }
   try {
     writeAll(fd, data);
-    setAttributeSync(file, BAREUSER_XATTR, serializeBareUserMeta(meta));
-    if ((mode & umask) !== 0) fs.fchmodSync(fd, mode);
-    fs.futimesSync(fd, 0, 0);
+    finishBareUser(fd, file, meta, mode);
   } finally {
     fs.closeSync(fd);
   }
@@ -178,7 +168,8 @@ function dropDownload(job: PulledObject): void {
 async function stageStreamed(job: PulledObject, meta: FileMeta, size: number, bodyOffset: number, hash: ReturnType<typeof createHash>): Promise<string> {
   const tmp = `${job.staged}.tmp`;
   const bare = !job.archive;
-  const fd = bare ? fs.openSync(tmp, 'w', 0o644) : null;
+  const mode = bareUserMode(meta);
+  const fd = bare ? fs.openSync(tmp, 'w', mode) : null;
   try {
     let seen = 0;
     try {
@@ -198,9 +189,7 @@ async function stageStreamed(job: PulledObject, meta: FileMeta, size: number, bo
     const actual = hash.digest('hex');
     if (actual !== job.checksum) return actual;
     if (fd !== null) {
-      setAttributeSync(tmp, BAREUSER_XATTR, serializeBareUserMeta(meta));
-      fs.fchmodSync(fd, (meta.mode & 0o775) | 0o400);
-      fs.futimesSync(fd, 0, 0);
+      finishBareUser(fd, tmp, meta);
       fs.renameSync(tmp, job.staged);
     } else placeArchive(job);
     dropDownload(job);
