@@ -185,36 +185,17 @@ function Packages(props: { pkgs: PackageDiff | { missing: string } | null }) {
           </tr>
         </thead>
         <tbody>
-          {p.upgraded.map((x) => (
-            <tr key={`u${x.name}:${x.architecture}`} data-package={x.name}>
-              <td class="k-modified">↑ upgraded</td>
-              <td>{x.name}</td>
-              <td>{x.from}</td>
-              <td>{x.to}</td>
-            </tr>
-          ))}
-          {p.downgraded.map((x) => (
-            <tr key={`d${x.name}:${x.architecture}`} data-package={x.name}>
-              <td class="k-removed">↓ downgraded</td>
-              <td>{x.name}</td>
-              <td>{x.from}</td>
-              <td>{x.to}</td>
-            </tr>
-          ))}
-          {p.added.map((x) => (
-            <tr key={`a${x.name}:${x.architecture}`} data-package={x.name}>
-              <td class="k-added">+ added</td>
-              <td>{x.name}</td>
-              <td />
-              <td>{x.version}</td>
-            </tr>
-          ))}
-          {p.removed.map((x) => (
-            <tr key={`r${x.name}:${x.architecture}`} data-package={x.name}>
-              <td class="k-removed">− removed</td>
-              <td>{x.name}</td>
-              <td>{x.version}</td>
-              <td />
+          {[
+            ...p.upgraded.map((x) => ({ x, kind: 'k-modified', label: '↑ upgraded', from: x.from, to: x.to })),
+            ...p.downgraded.map((x) => ({ x, kind: 'k-removed', label: '↓ downgraded', from: x.from, to: x.to })),
+            ...p.added.map((x) => ({ x, kind: 'k-added', label: '+ added', from: '', to: x.version })),
+            ...p.removed.map((x) => ({ x, kind: 'k-removed', label: '− removed', from: x.version, to: '' })),
+          ].map((r) => (
+            <tr key={`${r.label}${r.x.name}:${r.x.architecture}`} data-package={r.x.name}>
+              <td class={r.kind}>{r.label}</td>
+              <td>{r.x.name}</td>
+              <td>{r.from}</td>
+              <td>{r.to}</td>
             </tr>
           ))}
         </tbody>
