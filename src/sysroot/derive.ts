@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { StrataError, ioError } from '../errors.js';
+import { StrataError } from '../errors.js';
 import { type Checksum, metadataLookup } from '../core/objects.js';
 import { commit } from '../repo/commit.js';
 import { checkout } from '../repo/checkout.js';
@@ -84,15 +84,6 @@ export function packageStore(sysroot: Sysroot, stateroot: string): string {
 
 export function storedDeb(sysroot: Sysroot, stateroot: string, sha256: string): string {
   return path.join(packageStore(sysroot, stateroot), `${sha256}.deb`);
-}
-
-export function sha256File(file: string): string {
-  try {
-    return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StrataError('SOURCE_NOT_FOUND', `${file} does not exist`, { path: file });
-    throw ioError(err, 'read', file);
-  }
 }
 
 /** Normalizes a removal path to the commit's layout: absolute, /etc as /usr/etc. */

@@ -8,9 +8,10 @@ import fs from 'node:fs';
 import { StrataError, isStrataError } from '../errors.js';
 import type { Checksum } from '../core/objects.js';
 import { readDebInfo } from '../compose/deb.js';
+import { hashFile } from '../compose/file-hash.js';
 import { resolveTreePath } from '../repo/walk.js';
 import {
-  type DerivedDeployResult, type Layering, type StartingPoint, deployDerived, layerBase, layeringOf, makeWorkDir, normalizeRemoval, sha256File, startingPoint,
+  type DerivedDeployResult, type Layering, type StartingPoint, deployDerived, layerBase, layeringOf, makeWorkDir, normalizeRemoval, startingPoint,
 } from './derive.js';
 import { Sysroot } from './sysroot.js';
 
@@ -78,7 +79,7 @@ export async function installPackages(opts: LayerCommandOptions & { files: strin
       if (!fs.existsSync(f)) throw new StrataError('SOURCE_NOT_FOUND', `${f} does not exist; give the path of a .deb file`, { path: f });
       const info = await readDebInfo(f, work);
       if (incoming.some((p) => p.name === info.package)) throw new StrataError('USAGE', `package ${info.package} is given twice`, { package: info.package });
-      const sha256 = sha256File(f);
+      const sha256 = await hashFile(f);
       files.set(sha256, f);
       incoming.push({ name: info.package, sha256 });
     }
