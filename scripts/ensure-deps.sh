@@ -2,8 +2,9 @@
 # Installs what strata's tour, tests and benchmarks need, only when missing:
 # npm packages (npm ci) and Debian packages (ostree for interop, debootstrap
 # for real root filesystems, attr for xattr tools in tests, xz-utils and zstd
-# to read compressed tarballs, nginx to serve a repository as a plain static
-# web server would, libsodium23 and python3 to check our ed25519 signatures
+# to read compressed tarballs, 7zip to compress static delta parts faster,
+# nginx to serve a repository as a plain static web server would,
+# libsodium23 and python3 to check our ed25519 signatures
 # against libsodium, the library ostree signs with, postgresql for the fleet
 # server's PostgreSQL tests (the tests start their own cluster), chromium and
 # a font for the dashboard's browser tests).
@@ -24,6 +25,7 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v getfattr >/dev/null || missing+=(attr)
 command -v xz >/dev/null || missing+=(xz-utils)
 command -v zstd >/dev/null || missing+=(zstd)
+command -v 7zz >/dev/null || missing+=(7zip)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v python3 >/dev/null || missing+=(python3)
 ldconfig -p 2>/dev/null | grep -q 'libsodium\.so\.23' || missing+=(libsodium23)

@@ -160,9 +160,11 @@ describe('static deltas', () => {
     expect(offeredDelta(summaryView, B, A)).toBeUndefined();
   });
 
-  it.skipIf(!hasOstree)('ostree pull --require-static-deltas fetches and applies our delta from strata serve', async () => {
+  it.skipIf(!hasOstree).each(['xz', '7zz'])('ostree pull --require-static-deltas fetches and applies our delta (parts by %s) from strata serve', async (compressor) => {
+    const made = strata(['static-delta', 'generate', '--repo', server, '--from', A, '--to', 'os', '--compressor', compressor, '--json']).json<{ compressor: string }>();
+    expect(made.compressor).toBe(compressor);
     ok(strata(['summary', '-u', '--repo', server]), 'summary -u');
-    const client = path.join(work, 'ostree-client');
+    const client = path.join(work, `ostree-client-${compressor}`);
     ok(ostree(['init', `--repo=${client}`, '--mode=bare-user']), 'ostree init');
     ok(ostree(['pull-local', `--repo=${client}`, server, A]), 'pull-local A');
     const s = await startStrataServe(server);

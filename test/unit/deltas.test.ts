@@ -67,3 +67,38 @@ describe('xz arguments of a delta part', () => {
     expect(xzArgs(9, 200 * MiB, 0)).toEqual(['-z', '-c', '-T1', `--lzma2=preset=9,dict=${64 * MiB},depth=16`]);
   });
 });
+
+describe("7-Zip's arguments for a delta part", () => {
+  it('ask for the same .xz stream: a part-sized dictionary, the x86 filter by the same rule, one thread', async () => {
+    const { sevenZipArgs } = await import('../../src/remote/delta-generate.js');
+    const MiB = 1024 * 1024;
+    expect(sevenZipArgs(6, 32 * MiB, 4 * MiB)).toEqual(['a', '-txz', '-an', '-si', '-so', '-bso0', '-bsp0', '-mmt=1', '-mx=6', '-mf=BCJ', `-m0=LZMA2:d=${32 * MiB}b:fb=64:mc=16`]);
+    expect(sevenZipArgs(3, 1000, 0)).toEqual(['a', '-txz', '-an', '-si', '-so', '-bso0', '-bsp0', '-mmt=1', '-mx=3', `-m0=LZMA2:d=${MiB}b`]);
+    expect(sevenZipArgs(9, 200 * MiB, 0).at(-1)).toBe(`-m0=LZMA2:d=${64 * MiB}b:fb=64:mc=16`);
+  });
+});
+
+describe('cutting a delta into parts', () => {
+  const piece = (dataBytes: number, cost = dataBytes) => ({ object: { type: 'file' as const, checksum: 'c'.repeat(64) as never }, usize: dataBytes, dataBytes, cost, x86: 0, write: () => undefined });
+
+  it('makes as few parts as the size limit allows, cut where the estimated work is even', async () => {
+    const { planParts } = await import('../../src/remote/delta-generate.js');
+    // 10 pieces of 10 bytes; the first five cost three times as much, so the
+    // first part takes fewer of them: 3 + 7 under a 90-byte limit (two parts
+    // of 90 and 110 work), 4 + 6 under a 60-byte limit (the rest must fit).
+    const pieces = Array.from({ length: 10 }, (_, i) => piece(10, i < 5 ? 30 : 10));
+    expect(planParts(pieces, 90).map((p) => p.length)).toEqual([3, 7]);
+    expect(planParts(pieces, 60).map((p) => p.length)).toEqual([4, 6]);
+    expect(planParts(pieces, 60).flat()).toEqual(pieces);
+    expect(planParts(pieces, 1000).map((p) => p.length)).toEqual([10]);
+  });
+
+  it('never puts more than the limit in a part, unless one piece alone is larger', async () => {
+    const { planParts } = await import('../../src/remote/delta-generate.js');
+    const parts = planParts([piece(40, 1), piece(40, 1), piece(100, 1), piece(5, 1000)], 50);
+    for (const p of parts) expect(p.length === 1 || p.reduce((n, x) => n + x.dataBytes, 0) <= 50).toBe(true);
+    expect(parts.flat().length).toBe(4);
+    expect(planParts([], 50)).toEqual([[]]);
+  });
+});
+

@@ -11,22 +11,24 @@ export function register(program: Command): void {
     .option('--empty', 'a delta from nothing: the whole commit')
     .requiredOption('--to <rev>', 'the commit to deliver')
     .option('--xz-preset <n>', 'xz preset for the parts, 0-9 (default 6; 3 is about twice as fast, ~9% larger)')
+    .option('--compressor <tool>', "what writes the parts' .xz streams: auto (7zz when installed, else xz), xz or 7zz", 'auto')
     .option('--no-bsdiff', 'send changed files whole instead of as binary patches')
     .option('--json', 'print JSON')
-    .action(async (o: { repo?: string; from?: string; empty?: boolean; to: string; xzPreset?: string; bsdiff: boolean; json?: boolean }) => {
+    .action(async (o: { repo?: string; from?: string; empty?: boolean; to: string; xzPreset?: string; compressor: string; bsdiff: boolean; json?: boolean }) => {
       const { Repo } = await import('../../repo/repo.js');
       const { resolveRev } = await import('../../repo/refs.js');
       const { generateDelta } = await import('../../remote/delta-generate.js');
       if ((o.from === undefined) === !o.empty) throw new StrataError('USAGE', 'static-delta generate needs exactly one of --from REV and --empty');
       const preset = o.xzPreset === undefined ? undefined : Number(o.xzPreset);
       if (preset !== undefined && !(Number.isInteger(preset) && preset >= 0 && preset <= 9)) throw new StrataError('USAGE', `--xz-preset ${o.xzPreset} is not a number from 0 to 9`);
+      if (!['auto', 'xz', '7zz'].includes(o.compressor)) throw new StrataError('USAGE', `--compressor ${o.compressor} is not one of auto, xz, 7zz`);
       const repo = Repo.open(requireRepo(o.repo));
       const from = o.from === undefined ? null : resolveRev(repo, o.from);
       const to = resolveRev(repo, o.to);
-      const r = await generateDelta({ repo, from, to, xzPreset: preset, bsdiff: o.bsdiff });
+      const r = await generateDelta({ repo, from, to, xzPreset: preset, bsdiff: o.bsdiff, compressor: o.compressor as 'auto' | 'xz' | '7zz' });
       if (o.json) return printJson(r);
       out(`Generated static delta ${r.name}`);
-      out(`  ${r.objects} objects (${r.patched} as binary patches) in ${r.parts} part${r.parts === 1 ? '' : 's'}: ${formatBytes(r.size)} for ${formatBytes(r.usize)}, ${r.seconds.toFixed(1)} s`);
+      out(`  ${r.objects} objects (${r.patched} as binary patches) in ${r.parts} part${r.parts === 1 ? '' : 's'} (${r.compressor}): ${formatBytes(r.size)} for ${formatBytes(r.usize)}, ${r.seconds.toFixed(1)} s`);
     });
   sd.command('list')
     .description('list the static deltas in deltas/')
