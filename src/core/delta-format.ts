@@ -184,6 +184,45 @@ export function parsePartPayload(data: Uint8Array): PartPayload {
   return { modes: raw[0].map(([u, g, m]) => [swap32(u), swap32(g), swap32(m)]), xattrs: raw[1], data: raw[2], ops: raw[3] };
 }
 
+// ------------------------------------------------------------ part index (strata's)
+
+/**
+ * Superblock metadata key under which strata's deltas repeat each part's
+ * modes, xattrs and operations (`aay`, one per part): a part's operations
+ * come after its data, so without them a reader must decompress the whole
+ * part before it can make its first object. libostree ignores the key.
+ */
+export const PART_INDEX_KEY = 'strata.part-index';
+
+/** A part's payload without its data: what the part index holds. */
+export interface PartIndex {
+  modes: [number, number, number][];
+  xattrs: [Buffer, Buffer][][];
+  /** Bytes of the part's data. */
+  dataLength: number;
+  ops: Buffer;
+  /** Where the data starts in the part's payload. */
+  dataOffset: number;
+}
+
+/** The index entry of a part: its payload with the data replaced by the data's length (8 bytes, little-endian). */
+export function serializePartIndex(p: PartPayload): Buffer {
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(p.data.length));
+  return serializePartPayload({ ...p, data: length });
+}
+
+export function parsePartIndex(bytes: Uint8Array): PartIndex {
+  const p = parsePartPayload(bytes);
+  if (p.data.length !== 8) throw malformed('delta part index holds no data length');
+  const dataLength = Number(p.data.readBigUInt64LE());
+  if (!Number.isSafeInteger(dataLength)) throw malformed('delta part index holds an out-of-range data length');
+  // (a(uuu)aa(ayay)ayay): the 12-byte modes from offset 0, the xattr sets
+  // right after them (alignment 1), then the data.
+  const dataOffset = p.modes.length * 12 + serialize('aa(ayay)', p.xattrs).length;
+  return { modes: p.modes, xattrs: p.xattrs, dataLength, ops: p.ops, dataOffset };
+}
+
 // ------------------------------------------------------------ varuint64
 
 /** Appends `n` as a protobuf-style varint (7 bits a byte, low first), as _ostree_write_varuint64. */

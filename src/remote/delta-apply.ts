@@ -7,14 +7,14 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError } from '../errors.js';
 import {
   type Checksum, type DirTree, type FileMeta, type Metadata, type ObjectType, S_IFLNK, S_IFMT, S_IFREG, parseArchiveHeader, parseCommit, parseDirTree,
   xattrsFromGVariant,
 } from '../core/objects.js';
-import { type Superblock, OP, parsePartPayload, parseSuperblock, readVarUint } from '../core/delta-format.js';
+import { type PartIndex, type Superblock, OP, PART_INDEX_KEY, parsePartIndex, parsePartPayload, parseSuperblock, readVarUint } from '../core/delta-format.js';
 import { applyPatch } from '../core/bsdiff.js';
 import { deltaName, staticDeltaDir } from '../core/deltas.js';
 import { Repo, inflateBody } from '../repo/repo.js';
@@ -113,6 +113,113 @@ function sharedCopy(chunks: Uint8Array[], size: number): Buffer {
   return out;
 }
 
+/**
+ * A part as xz decompresses it, into shared memory: strata's deltas list
+ * each part's operations in the superblock (PART_INDEX_KEY), so objects are
+ * made from the data that has arrived while the rest is still decompressed.
+ * When the stream ends, the part itself must hold the same modes, xattrs and
+ * operations at the same place, or it is DELTA_CORRUPT.
+ */
+class StreamedPart {
+  readonly payload: Buffer;
+  private filled = 0;
+  private failure: Error | null = null;
+  private ended = false;
+  private waiters: { end: number; resolve: () => void; reject: (err: Error) => void }[] = [];
+  private readonly child: ChildProcess;
+  private readonly closed: Promise<void>;
+
+  constructor(input: Buffer, private readonly index: PartIndex, private readonly indexBytes: Buffer) {
+    // The payload: modes and xattrs, data, operations, and at most 3 framing offsets of 8 bytes.
+    this.payload = Buffer.from(new SharedArrayBuffer(index.dataOffset + index.dataLength + index.ops.length + 24));
+    const child = spawn('xz', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => {
+      if (this.failure) return;
+      if (this.filled + b.length > this.payload.length) return this.fail(corrupt(`a delta part decompresses to more than the ${this.payload.length} bytes its index allows`));
+      this.payload.set(b, this.filled);
+      this.filled += b.length;
+      this.wake();
+    });
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdin.on('error', () => undefined);
+    this.closed = new Promise((resolve) => {
+      child.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') this.fail(new StrataError('TOOL_MISSING', "cannot read a delta part: the 'xz' command is missing; install the Debian package xz-utils", { command: 'xz', package: 'xz-utils' }));
+        else this.fail(ioError(err, 'run', 'xz'));
+        resolve();
+      });
+      child.on('close', (code) => {
+        if (code !== 0) this.fail(corrupt(`a delta part is not valid xz data: ${stderr.trim().replace(/^xz: \(stdin\): /, '') || `exit code ${code}`}`));
+        this.ended = true;
+        this.wake();
+        resolve();
+      });
+    });
+    child.stdin.end(input);
+  }
+
+  /** The part's data, filled as it arrives. */
+  get data(): Buffer {
+    return this.payload.subarray(this.index.dataOffset, this.index.dataOffset + this.index.dataLength);
+  }
+
+  /** null when data bytes [0, end) are there, else a promise of them. */
+  ready(end: number): Promise<void> | null {
+    if (this.failure) throw this.failure;
+    if (this.filled >= this.index.dataOffset + end) return null;
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ end: this.index.dataOffset + end, resolve, reject });
+      this.wake();
+    });
+  }
+
+  /** Waits for the end of the stream and checks that the part is the one its index describes. */
+  async finish(): Promise<void> {
+    await this.closed;
+    if (this.failure) throw this.failure;
+    const whole = parsePartPayload(this.payload.subarray(0, this.filled));
+    const same =
+      whole.data.byteOffset - this.payload.byteOffset === this.index.dataOffset &&
+      whole.data.length === this.index.dataLength &&
+      whole.ops.equals(this.index.ops) &&
+      this.payload.subarray(0, this.index.dataOffset).equals(this.indexBytes.subarray(0, this.index.dataOffset));
+    if (!same) throw corrupt("a delta part's modes, xattrs or operations differ from the part index in its superblock");
+  }
+
+  kill(): void {
+    if (!this.ended) this.child.kill();
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    this.kill();
+    this.wake();
+  }
+
+  private wake(): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      if (this.failure) w.reject(this.failure);
+      else if (this.filled >= w.end) w.resolve();
+      else if (this.ended) w.reject(corrupt('a delta operation reads past the end of its part'));
+      else this.waiters.push(w);
+    }
+  }
+}
+
+/** What executePart runs: a whole part, or one still arriving (ready). */
+interface PartSource {
+  modes: [number, number, number][];
+  xattrs: [Buffer, Buffer][][];
+  data: Buffer;
+  ops: Buffer;
+  /** null when data bytes [0, end) are there, else a promise of them; absent: all are there. */
+  ready?: (end: number) => Promise<void> | null;
+}
+
 interface Ctx {
   repo: Repo;
   tx: Transaction;
@@ -198,10 +305,12 @@ function fileMeta(modes: [number, number, number][], xattrs: [Buffer, Buffer][][
 }
 
 /** Runs one part's operations, staging every object it makes. */
-async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Checksum }[], payloadBytes: Buffer, maxFile: number): Promise<void> {
-  const { modes, xattrs, data, ops } = parsePartPayload(payloadBytes);
-  const slice = (off: number, len: number): Buffer => {
+async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Checksum }[], part: PartSource, maxFile: number): Promise<void> {
+  const { modes, xattrs, data, ops } = part;
+  const slice = async (off: number, len: number): Promise<Buffer> => {
     if (off + len > data.length) throw corrupt(`delta operation reads ${len} bytes at ${off}, past the part's ${data.length} bytes`);
+    const arriving = part.ready?.(off + len);
+    if (arriving) await arriving;
     return data.subarray(off, off + len);
   };
   let index = 0;
@@ -268,11 +377,11 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
         if (t.type !== 'file') {
           const len = arg();
           const off = arg();
-          stageMetadata(ctx, t.type, t.checksum, Buffer.from(slice(off, len)));
+          stageMetadata(ctx, t.type, t.checksum, Buffer.from(await slice(off, len)));
         } else {
           const meta = fileMeta(modes, xattrs, arg(), arg());
           const len = arg();
-          const bytes = slice(arg(), len);
+          const bytes = await slice(arg(), len);
           if ((meta.mode & S_IFMT) === S_IFLNK) {
             const linkTarget = bytes.toString('utf8');
             if (!Buffer.from(linkTarget, 'utf8').equals(bytes)) throw corrupt('delta symlink target is not UTF-8');
@@ -301,11 +410,11 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
         if (src) {
           if (off + len > src.length) throw corrupt(`delta part copies ${len} bytes at ${off} from a ${src.length}-byte source`);
           append(src.subarray(off, off + len));
-        } else append(slice(off, len));
+        } else append(await slice(off, len));
         break;
       }
       case OP.setReadSource: {
-        const sum = slice(arg(), 32).toString('hex') as Checksum;
+        const sum = (await slice(arg(), 32)).toString('hex') as Checksum;
         unsetSource();
         sourceSum = sum;
         break;
@@ -322,9 +431,9 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
         if (!open || sourceSum === null) throw corrupt('delta part patches with no object open or no source set');
         if (open.got === 0 && ops[pos] === OP.close) {
           // The whole file from one patch (how strata's deltas patch): read, patch, hash and stage in a worker.
-          open.patch = { source: sourceSum, bytes: slice(off, len) };
+          open.patch = { source: sourceSum, bytes: await slice(off, len) };
           open.got = open.size;
-        } else append(applyPatch(source() as Buffer, slice(off, len), open.size - open.got));
+        } else append(applyPatch(source() as Buffer, await slice(off, len), open.size - open.got));
         break;
       }
       default:
@@ -384,6 +493,19 @@ function checkComplete(ctx: Ctx, sb: Superblock): void {
   walk(commit.rootTree, commit.rootMeta);
 }
 
+/** The part index of a delta strata made (null for libostree's), checked against the part headers. */
+function partIndexes(sb: Superblock): { parsed: PartIndex; bytes: Buffer }[] | null {
+  const entry = sb.metadata.find(([k]) => k === PART_INDEX_KEY);
+  if (!entry) return null;
+  const value = entry[1];
+  if (value.type !== 'aay' || !Array.isArray(value.value) || value.value.length !== sb.parts.length) throw corrupt(`the superblock's ${PART_INDEX_KEY} does not list one entry per part`);
+  return (value.value as Buffer[]).map((bytes, i) => {
+    const parsed = parsePartIndex(bytes);
+    if (parsed.dataOffset + parsed.dataLength > partLimit(sb.parts[i].usize)) throw corrupt(`the superblock's index makes part ${i} larger than its header allows`);
+    return { parsed, bytes };
+  });
+}
+
 /**
  * Fetches and applies the static delta FROM→TO (FROM null: from nothing),
  * storing every object of TO the repository lacks. FROM must be in the
@@ -406,13 +528,16 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   if (sb.to !== to || sb.from !== from) throw corrupt(`the superblock at ${dir} is for delta ${deltaName(sb)}, not ${name}`);
   if (sha256hex(sb.commit) !== to) throw corrupt(`delta ${name} carries a commit object that is not ${to}`);
 
+  const indexes = partIndexes(sb);
+
   const tx = Transaction.begin(repo);
   // The workers start now: they load while the first part is fetched and decompressed.
   const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: new WorkerPool(), pending: [] };
   let partsSkipped = 0;
   try {
     // The next parts are fetched and decompressed (xz processes, on the other core) while one is applied.
-    const load = async (i: number): Promise<Buffer | null> => {
+    const streams: StreamedPart[] = [];
+    const load = async (i: number): Promise<(PartSource & { finish?: () => Promise<void> }) | null> => {
       const h = sb.parts[i];
       if (h.version !== 0) throw corrupt(`delta part ${i} has version ${h.version}; strata reads version 0`);
       if (h.objects.every((o) => repo.hasObject(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) return null;
@@ -421,11 +546,19 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       if (body.length !== h.size || sha256hex(body) !== h.checksum) {
         throw corrupt(`delta part ${i} of ${name} does not match its checksum (${body.length} bytes, expected ${h.size})`, { part: i });
       }
-      if (body[0] === 0x78) return xzDecompress(body.subarray(1), partLimit(h.usize));
-      if (body[0] === 0) return sharedCopy([body.subarray(1)], body.length - 1);
-      throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
+      const index = indexes?.[i];
+      if (body[0] === 0x78 && index) {
+        const stream = new StreamedPart(body.subarray(1), index.parsed, index.bytes);
+        streams.push(stream);
+        return { modes: index.parsed.modes, xattrs: index.parsed.xattrs, ops: index.parsed.ops, data: stream.data, ready: (end) => stream.ready(end), finish: () => stream.finish() };
+      }
+      let payload: Buffer;
+      if (body[0] === 0x78) payload = await xzDecompress(body.subarray(1), partLimit(h.usize));
+      else if (body[0] === 0) payload = sharedCopy([body.subarray(1)], body.length - 1);
+      else throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
+      return parsePartPayload(payload);
     };
-    const loads: Promise<Buffer | null>[] = [];
+    const loads: Promise<(PartSource & { finish?: () => Promise<void> }) | null>[] = [];
     const startLoads = (upTo: number): void => {
       while (loads.length < sb.parts.length && loads.length <= upTo) {
         const p = load(loads.length);
@@ -433,12 +566,19 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
         loads.push(p);
       }
     };
-    for (let i = 0; i < sb.parts.length; i++) {
-      startLoads(i + PARTS_AHEAD);
-      const payload = await loads[i];
-      if (payload === null) partsSkipped++;
-      else await executePart(ctx, sb.parts[i].objects, payload, partLimit(sb.parts[i].usize));
-      opts.onProgress?.(i + 1, sb.parts.length);
+    try {
+      for (let i = 0; i < sb.parts.length; i++) {
+        startLoads(i + PARTS_AHEAD);
+        const part = await loads[i];
+        if (part === null) partsSkipped++;
+        else {
+          await executePart(ctx, sb.parts[i].objects, part, partLimit(sb.parts[i].usize));
+          await part.finish?.();
+        }
+        opts.onProgress?.(i + 1, sb.parts.length);
+      }
+    } finally {
+      for (const stream of streams) stream.kill();
     }
     for (const f of sb.fallbacks) {
       if (repo.hasObject(f.checksum, f.type) || ctx.staged.has(`${f.checksum}.${f.type}`)) continue;

@@ -20,7 +20,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError } from '../errors.js';
 import { type Checksum, type DirTree, type FileMeta, type ObjectType, S_IFLNK, S_IFMT, S_IFREG, xattrsToGVariant } from '../core/objects.js';
-import { type DeltaObject, type PartHeader, OP, serializePartPayload, serializeSuperblock, writeVarUint } from '../core/delta-format.js';
+import { type DeltaObject, type PartHeader, OP, PART_INDEX_KEY, serializePartIndex, serializePartPayload, serializeSuperblock, writeVarUint } from '../core/delta-format.js';
 import { makePatch } from '../core/bsdiff.js';
 import { staticDeltaDir } from '../core/deltas.js';
 import { Repo } from '../repo/repo.js';
@@ -60,6 +60,13 @@ export interface GenerateDeltaResult {
   /** Bytes of the objects the delta makes. */
   usize: number;
   seconds: number;
+}
+
+interface BuiltPart {
+  header: PartHeader;
+  size: number;
+  /** The part's modes, xattrs and operations (serializePartIndex). */
+  index: Buffer;
 }
 
 export interface PartBuilder {
@@ -403,8 +410,8 @@ export async function generateDelta(opts: GenerateDeltaOptions): Promise<Generat
   fs.mkdirSync(tmpDir, { recursive: true });
   try {
     const plan = planParts(pieces, maxPart);
-    const built: { header: PartHeader; size: number }[] = new Array(plan.length);
-    const compress = async (index: number): Promise<{ header: PartHeader; size: number }> => {
+    const built: BuiltPart[] = new Array(plan.length);
+    const compress = async (index: number): Promise<BuiltPart> => {
       const p = newPart();
       for (const piece of plan[index]) {
         piece.write(p);
@@ -412,11 +419,12 @@ export async function generateDelta(opts: GenerateDeltaOptions): Promise<Generat
         p.usize += piece.usize;
         p.x86Bytes += piece.x86;
       }
-      const payload = serializePartPayload({ modes: p.modes, xattrs: p.xattrs, data: Buffer.concat(p.data), ops: Buffer.from(p.ops) });
+      const parts = { modes: p.modes, xattrs: p.xattrs, data: Buffer.concat(p.data), ops: Buffer.from(p.ops) };
+      const payload = serializePartPayload(parts);
       const body = Buffer.concat([Buffer.from([0x78]), await compressPart(tool, payload, preset, p.x86Bytes)]); // 'x'
       fs.writeFileSync(path.join(tmpDir, String(index)), body, { mode: 0o644 });
       const checksum = createHash('sha256').update(body).digest('hex') as Checksum;
-      return { header: { version: 0, checksum, size: body.length, usize: p.usize, objects: p.objects }, size: body.length };
+      return { header: { version: 0, checksum, size: body.length, usize: p.usize, objects: p.objects }, size: body.length, index: serializePartIndex(parts) };
     };
     // One xz process per core, each taking the next part when it is done;
     // after a failure the others take no new part.
@@ -435,6 +443,9 @@ export async function generateDelta(opts: GenerateDeltaOptions): Promise<Generat
     await Promise.all(Array.from({ length: Math.min(plan.length, Math.max(1, os.availableParallelism())) }, runner));
 
     const deltaMeta: [string, { type: string; value: unknown }][] = [];
+    // Each part's operations again, ahead of the parts: strata's client makes
+    // objects while a part is still being decompressed.
+    deltaMeta.push([PART_INDEX_KEY, { type: 'aay', value: built.map((b) => b.index) }]);
     const detached = repo.loadCommitMeta(to);
     if (detached) deltaMeta.push([`${staticDeltaDir({ from, to })}/commitmeta`, { type: 'a{sv}', value: detached }]);
     const superblock = serializeSuperblock({

@@ -18,7 +18,7 @@ import { type ObjectKey, markTrees } from '../../src/repo/reachable.js';
 import { listObjects } from '../../src/repo/reachable.js';
 import { type Checksum } from '../../src/core/objects.js';
 import { staticDeltaDir } from '../../src/core/deltas.js';
-import { parsePartPayload, parseSuperblock, serializePartPayload, serializeSuperblock } from '../../src/core/delta-format.js';
+import { PART_INDEX_KEY, parsePartPayload, parseSuperblock, serializePartIndex, serializePartPayload, serializeSuperblock } from '../../src/core/delta-format.js';
 import { generateDelta } from '../../src/remote/delta-generate.js';
 import { applyDelta, localFetch, offeredDelta } from '../../src/remote/delta-apply.js';
 
@@ -134,10 +134,11 @@ describe('static deltas', () => {
     fs.cpSync(server, remote, { recursive: true });
     const dir = path.join(remote, staticDeltaDir({ from: A, to: B }));
     const sb = parseSuperblock(fs.readFileSync(path.join(dir, 'superblock')));
-    const raw = spawnSync('xz', ['-dc'], { input: fs.readFileSync(path.join(dir, '0')).subarray(1) }).stdout;
+    const raw = spawnSync('xz', ['-dc'], { input: fs.readFileSync(path.join(dir, '0')).subarray(1), maxBuffer: 1 << 30 }).stdout;
+    expect(raw.length).toBeGreaterThan(1_000_000); // the whole part, not spawnSync's default 1 MiB of it
     const payload = parsePartPayload(raw);
     payload.data[payload.data.length - 1] ^= 0xff; // the last object's last byte
-    const xz = spawnSync('xz', ['-zc'], { input: serializePartPayload(payload) }).stdout;
+    const xz = spawnSync('xz', ['-zc'], { input: serializePartPayload(payload), maxBuffer: 1 << 30 }).stdout;
     const forged = Buffer.concat([Buffer.from('x'), xz]);
     fs.writeFileSync(path.join(dir, '0'), forged);
     sb.parts[0] = { ...sb.parts[0], size: forged.length, checksum: createHash('sha256').update(forged).digest('hex') as Checksum };
@@ -148,6 +149,43 @@ describe('static deltas', () => {
     const before = objectCount(target);
     expect(await codeOfAsync(applyDelta({ repo: target, fetch: localFetch(remote), from: A, to: B }))).toBe('DELTA_CORRUPT');
     expect(objectCount(target)).toBe(before);
+  });
+
+  it('applies parts while they decompress from the part index, and refuses an index that disagrees with its parts', async () => {
+    const dir = staticDeltaDir({ from: A, to: B });
+    const sb = parseSuperblock(fs.readFileSync(path.join(server, dir, 'superblock')));
+    const entry = sb.metadata.find(([k]) => k === PART_INDEX_KEY);
+    expect(entry?.[1].type).toBe('aay');
+    const index = entry![1].value as Buffer[];
+    expect(index.length).toBe(sb.parts.length);
+    const payload = parsePartPayload(spawnSync('xz', ['-dc'], { input: fs.readFileSync(path.join(server, dir, '0')).subarray(1), maxBuffer: 1 << 30 }).stdout);
+    expect(payload.data.length).toBeGreaterThan(1_000_000);
+    expect(index[0].equals(serializePartIndex(payload))).toBe(true);
+
+    const forge = (name: string, value: Buffer[]): string => {
+      const remote = path.join(work, name);
+      fs.cpSync(server, remote, { recursive: true });
+      const metadata = sb.metadata.map(([k, v]) => (k === PART_INDEX_KEY ? [k, { type: 'aay', value }] : [k, v])) as typeof sb.metadata;
+      fs.writeFileSync(path.join(remote, dir, 'superblock'), serializeSuperblock({ ...sb, metadata }));
+      return remote;
+    };
+    const ops = Buffer.from(payload.ops);
+    ops[ops.length - 1] ^= 0xff;
+    const cases = {
+      'index-short-data': [serializePartIndex({ ...payload, data: payload.data.subarray(1) }), ...index.slice(1)],
+      'index-other-ops': [serializePartIndex({ ...payload, ops }), ...index.slice(1)],
+      'index-missing-entry': index.slice(1),
+    };
+    for (const [name, value] of Object.entries(cases)) {
+      const target = path.join(work, `client-${name}`);
+      ok(strata(['init', '--repo', target, '--mode', 'bare-user']), 'init');
+      await applyDelta({ repo: target, fetch: localFetch(server), from: null, to: A });
+      const before = objectCount(target);
+      // A flipped last operation byte no longer parses: DELTA_MALFORMED; the others are DELTA_CORRUPT.
+      expect(await codeOfAsync(applyDelta({ repo: target, fetch: localFetch(forge(`remote-${name}`, value)), from: A, to: B })), name).toBe(name === 'index-other-ops' ? 'DELTA_MALFORMED' : 'DELTA_CORRUPT');
+      expect(objectCount(target), name).toBe(before);
+      expect(Repo.open(target).hasObject(B, 'commit')).toBe(false);
+    }
   });
 
   it.skipIf(!hasOstree)('summary -u lists the delta and ostree summary --view reads it', () => {
