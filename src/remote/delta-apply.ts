@@ -22,6 +22,7 @@ import { Transaction } from '../repo/transaction.js';
 import { type ContentResult, type StageContext, stagedName } from '../repo/stage-content.js';
 import { WorkerPool } from '../repo/worker-pool.js';
 import { writeCommitMeta } from './sign.js';
+import { type XzTool, decompressArgs, pickXzTool, toolMessage, xzToolMissing } from './xz-tool.js';
 
 /** Fetches a file of the remote repository by its path relative to the repository (e.g. `deltas/ab/cd…/superblock`). */
 export type FetchFile = (relPath: string) => Promise<Buffer>;
@@ -40,6 +41,8 @@ export interface ApplyDeltaOptions {
    */
   detachedMetadata?: Buffer | null;
   onProgress?: (partsDone: number, parts: number) => void;
+  /** What decompresses the parts: 'auto' (default) takes 7zz when installed (less CPU), else xz. */
+  decompressor?: XzTool | 'auto';
 }
 
 export interface ApplyDeltaResult {
@@ -72,9 +75,9 @@ export function localFetch(repoDir: string): FetchFile {
   };
 }
 
-async function xzDecompress(input: Buffer, limit: number): Promise<Buffer> {
+async function decompress(tool: XzTool, input: Buffer, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const child = spawn('xz', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(tool, decompressArgs(tool), { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     let size = 0;
     let stderr = '';
@@ -87,12 +90,12 @@ async function xzDecompress(input: Buffer, limit: number): Promise<Buffer> {
     });
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     child.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') reject(new StrataError('TOOL_MISSING', "cannot read a delta part: the 'xz' command is missing; install the Debian package xz-utils", { command: 'xz', package: 'xz-utils' }));
-      else reject(ioError(err, 'run', 'xz'));
+      if (err.code === 'ENOENT') reject(xzToolMissing(tool, 'read a delta part'));
+      else reject(ioError(err, 'run', tool));
     });
     child.on('close', (code) => {
       if (code === 0) resolve(sharedCopy(out, size));
-      else reject(corrupt(`a delta part is not valid xz data: ${stderr.trim().replace(/^xz: \(stdin\): /, '') || `exit code ${code}`}`));
+      else reject(corrupt(`a delta part is not valid xz data: ${toolMessage(stderr) || `exit code ${code}`}`));
     });
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
@@ -129,10 +132,10 @@ class StreamedPart {
   private readonly child: ChildProcess;
   private readonly closed: Promise<void>;
 
-  constructor(input: Buffer, private readonly index: PartIndex, private readonly indexBytes: Buffer) {
+  constructor(tool: XzTool, input: Buffer, private readonly index: PartIndex, private readonly indexBytes: Buffer) {
     // The payload: modes and xattrs, data, operations, and at most 3 framing offsets of 8 bytes.
     this.payload = Buffer.from(new SharedArrayBuffer(index.dataOffset + index.dataLength + index.ops.length + 24));
-    const child = spawn('xz', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(tool, decompressArgs(tool), { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
     let stderr = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -146,12 +149,12 @@ class StreamedPart {
     child.stdin.on('error', () => undefined);
     this.closed = new Promise((resolve) => {
       child.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') this.fail(new StrataError('TOOL_MISSING', "cannot read a delta part: the 'xz' command is missing; install the Debian package xz-utils", { command: 'xz', package: 'xz-utils' }));
-        else this.fail(ioError(err, 'run', 'xz'));
+        if (err.code === 'ENOENT') this.fail(xzToolMissing(tool, 'read a delta part'));
+        else this.fail(ioError(err, 'run', tool));
         resolve();
       });
       child.on('close', (code) => {
-        if (code !== 0) this.fail(corrupt(`a delta part is not valid xz data: ${stderr.trim().replace(/^xz: \(stdin\): /, '') || `exit code ${code}`}`));
+        if (code !== 0) this.fail(corrupt(`a delta part is not valid xz data: ${toolMessage(stderr) || `exit code ${code}`}`));
         this.ended = true;
         this.wake();
         resolve();
@@ -529,6 +532,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   if (sha256hex(sb.commit) !== to) throw corrupt(`delta ${name} carries a commit object that is not ${to}`);
 
   const indexes = partIndexes(sb);
+  const tool = pickXzTool(opts.decompressor ?? 'auto');
 
   const tx = Transaction.begin(repo);
   // The workers start now: they load while the first part is fetched and decompressed.
@@ -548,12 +552,12 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       }
       const index = indexes?.[i];
       if (body[0] === 0x78 && index) {
-        const stream = new StreamedPart(body.subarray(1), index.parsed, index.bytes);
+        const stream = new StreamedPart(tool, body.subarray(1), index.parsed, index.bytes);
         streams.push(stream);
         return { modes: index.parsed.modes, xattrs: index.parsed.xattrs, ops: index.parsed.ops, data: stream.data, ready: (end) => stream.ready(end), finish: () => stream.finish() };
       }
       let payload: Buffer;
-      if (body[0] === 0x78) payload = await xzDecompress(body.subarray(1), partLimit(h.usize));
+      if (body[0] === 0x78) payload = await decompress(tool, body.subarray(1), partLimit(h.usize));
       else if (body[0] === 0) payload = sharedCopy([body.subarray(1)], body.length - 1);
       else throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
       return parsePartPayload(payload);

@@ -24,6 +24,7 @@ import { type DeltaObject, type PartHeader, OP, PART_INDEX_KEY, serializePartInd
 import { makePatch } from '../core/bsdiff.js';
 import { staticDeltaDir } from '../core/deltas.js';
 import { Repo } from '../repo/repo.js';
+import { type XzTool, pickXzTool, toolMessage, xzToolMissing } from './xz-tool.js';
 import { type ObjectKey, markTrees } from '../repo/reachable.js';
 
 export interface GenerateDeltaOptions {
@@ -34,7 +35,7 @@ export interface GenerateDeltaOptions {
   /** xz preset 0-9 for the parts (default 6; 3 makes the delta ~9% larger in half the CPU time). */
   xzPreset?: number;
   /** The program that compresses the parts: 'auto' (default) takes 7zz when installed, else xz. */
-  compressor?: PartCompressor | 'auto';
+  compressor?: XzTool | 'auto';
   /** Uncompressed bytes per part (default 32 MiB, libostree's default). */
   maxPartBytes?: number;
   /** Make binary patches for changed files (default true). */
@@ -54,7 +55,7 @@ export interface GenerateDeltaResult {
   /** Files sent as binary patches against their old version. */
   patched: number;
   /** The program that compressed the parts. */
-  compressor: PartCompressor;
+  compressor: XzTool;
   /** Bytes of the superblock and parts. */
   size: number;
   /** Bytes of the objects the delta makes. */
@@ -218,9 +219,6 @@ export function xzArgs(preset: number, payloadBytes: number, x86Bytes: number): 
   return ['-z', '-c', '-T1', ...filters, `--lzma2=preset=${preset},dict=${dict}${depth}`];
 }
 
-/** The programs that can write a part's .xz stream. */
-export type PartCompressor = 'xz' | '7zz';
-
 /**
  * 7-Zip's arguments for the same .xz stream xzArgs describes: LZMA2 with a
  * dictionary as large as the part (up to 64 MiB) and the x86 (BCJ) filter
@@ -235,24 +233,7 @@ export function sevenZipArgs(preset: number, payloadBytes: number, x86Bytes: num
   return ['a', '-txz', '-an', '-si', '-so', '-bso0', '-bsp0', '-mmt=1', `-mx=${preset}`, ...filters, `-m0=LZMA2:d=${dict}b${effort}`];
 }
 
-/** 7zz when it is on the PATH (Debian's 7zip), else xz. */
-function pickCompressor(wanted: PartCompressor | 'auto'): PartCompressor {
-  if (wanted !== 'auto') return wanted;
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (!dir) continue;
-    try {
-      fs.accessSync(path.join(dir, '7zz'), fs.constants.X_OK);
-      return '7zz';
-    } catch {
-      // not in this directory
-    }
-  }
-  return 'xz';
-}
-
-const TOOL_PACKAGE: Record<PartCompressor, string> = { xz: 'xz-utils', '7zz': '7zip' };
-
-async function compressPart(tool: PartCompressor, input: Buffer, preset: number, x86Bytes: number): Promise<Buffer> {
+async function compressPart(tool: XzTool, input: Buffer, preset: number, x86Bytes: number): Promise<Buffer> {
   const args = tool === 'xz' ? xzArgs(preset, input.length, x86Bytes) : sevenZipArgs(preset, input.length, x86Bytes);
   return new Promise((resolve, reject) => {
     const child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -261,12 +242,12 @@ async function compressPart(tool: PartCompressor, input: Buffer, preset: number,
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     child.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') reject(new StrataError('TOOL_MISSING', `cannot compress a delta part: the '${tool}' command is missing; install the Debian package ${TOOL_PACKAGE[tool]}`, { command: tool, package: TOOL_PACKAGE[tool] }));
+      if (err.code === 'ENOENT') reject(xzToolMissing(tool, 'compress a delta part'));
       else reject(ioError(err, 'run', tool));
     });
     child.on('close', (code) => {
       if (code === 0) resolve(Buffer.concat(out));
-      else reject(new StrataError('IO', `${tool} failed compressing a delta part: ${stderr.trim().split('\n').pop() || `exit code ${code}`}`, {}));
+      else reject(new StrataError('IO', `${tool} failed compressing a delta part: ${toolMessage(stderr) || `exit code ${code}`}`, {}));
     });
     child.stdin.on('error', () => undefined); // reported by 'close'
     child.stdin.end(input);
@@ -279,7 +260,7 @@ export async function generateDelta(opts: GenerateDeltaOptions): Promise<Generat
   const preset = opts.xzPreset ?? 6;
   if (!Number.isInteger(preset) || preset < 0 || preset > 9) throw new StrataError('USAGE', `xz preset ${preset} is not 0-9`, { preset });
   const maxPart = opts.maxPartBytes ?? 32 * 1024 * 1024;
-  const tool = pickCompressor(opts.compressor ?? 'auto');
+  const tool = pickXzTool(opts.compressor ?? 'auto');
   const useBsdiff = opts.bsdiff ?? true;
   const { from, to } = opts;
   if (from === to) throw new StrataError('USAGE', 'a delta from a commit to itself is empty; give two different commits', { from, to });

@@ -93,14 +93,14 @@ describe('static deltas', () => {
     expect(show.parts.length).toBeGreaterThan(0);
   });
 
-  for (const mode of ['archive', 'bare-user'] as const) {
-    it(`applies nothing→A then A→B into a ${mode} repository: same commit, same objects, fsck clean`, async () => {
-      const target = path.join(work, `client-${mode}`);
+  for (const [mode, decompressor] of [['archive', 'xz'], ['bare-user', 'xz'], ['bare-user', '7zz']] as const) {
+    it(`applies nothing→A then A→B into a ${mode} repository, parts read by ${decompressor}: same commit, same objects, fsck clean`, async () => {
+      const target = path.join(work, `client-${mode}-${decompressor}`);
       ok(strata(['init', '--repo', target, '--mode', mode]), 'init');
-      const first = await applyDelta({ repo: target, fetch: localFetch(server), from: null, to: A });
+      const first = await applyDelta({ repo: target, fetch: localFetch(server), from: null, to: A, decompressor });
       expect(first.commit).toBe(A);
       expect(missingIn(target, reachable(server, A))).toEqual([]);
-      const second = await applyDelta({ repo: target, fetch: localFetch(server), from: A, to: B });
+      const second = await applyDelta({ repo: target, fetch: localFetch(server), from: A, to: B, decompressor });
       expect(second.objectsWritten).toBeGreaterThan(0);
       const wanted = reachable(server, B);
       expect(missingIn(target, wanted)).toEqual([]);
@@ -149,6 +149,27 @@ describe('static deltas', () => {
     const before = objectCount(target);
     expect(await codeOfAsync(applyDelta({ repo: target, fetch: localFetch(remote), from: A, to: B }))).toBe('DELTA_CORRUPT');
     expect(objectCount(target)).toBe(before);
+  });
+
+  it.each(['xz', '7zz'] as const)('refuses a part whose checksum matches but whose xz stream is broken (read by %s)', async (decompressor) => {
+    const remote = path.join(work, `remote-broken-${decompressor}`);
+    fs.cpSync(server, remote, { recursive: true });
+    const dir = path.join(remote, staticDeltaDir({ from: A, to: B }));
+    const sb = parseSuperblock(fs.readFileSync(path.join(dir, 'superblock')));
+    const part = fs.readFileSync(path.join(dir, '0'));
+    const broken = part.subarray(0, Math.floor(part.length / 2)); // an xz stream cut in half
+    fs.writeFileSync(path.join(dir, '0'), broken);
+    sb.parts[0] = { ...sb.parts[0], size: broken.length, checksum: createHash('sha256').update(broken).digest('hex') as Checksum };
+    fs.writeFileSync(path.join(dir, 'superblock'), serializeSuperblock(sb));
+    const target = path.join(work, `client-broken-${decompressor}`);
+    ok(strata(['init', '--repo', target, '--mode', 'bare-user']), 'init');
+    await applyDelta({ repo: target, fetch: localFetch(server), from: null, to: A, decompressor });
+    const before = objectCount(target);
+    const err = await applyDelta({ repo: target, fetch: localFetch(remote), from: A, to: B, decompressor }).then(() => null, (e: unknown) => e as { code?: string; message: string });
+    expect(err?.code).toBe('DELTA_CORRUPT');
+    expect(err?.message).toMatch(/not valid xz data|past the end of its part/);
+    expect(objectCount(target)).toBe(before);
+    expect(Repo.open(target).hasObject(B, 'commit')).toBe(false);
   });
 
   it('applies parts while they decompress from the part index, and refuses an index that disagrees with its parts', async () => {
