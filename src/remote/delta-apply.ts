@@ -588,8 +588,10 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       if (repo.hasObject(f.checksum, f.type) || ctx.staged.has(`${f.checksum}.${f.type}`)) continue;
       bytesFetched += await applyFallback(ctx, fetch, f.type, f.checksum);
     }
-    await settlePending(ctx);
+    // Every object is handed out by now (ctx.staged names it): the tree is
+    // checked while the workers finish, and nothing is stored unless they all succeed.
     checkComplete(ctx, sb);
+    await settlePending(ctx);
     if (opts.detachedMetadata) stageCommitMeta(ctx, to, opts.detachedMetadata);
     stageMetadata(ctx, 'commit', to, sb.commit);
     tx.commit();
