@@ -6,6 +6,7 @@
 // and the target commit's tree is complete.
 
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -19,7 +20,8 @@ import { applyPatch } from '../core/bsdiff.js';
 import { deltaName, staticDeltaDir } from '../core/deltas.js';
 import { Repo, inflateBody } from '../repo/repo.js';
 import { Transaction } from '../repo/transaction.js';
-import { type ContentResult, type StageContext, stagedName } from '../repo/stage-content.js';
+import { type ContentResult, type StageContext, stageContent, stagedName } from '../repo/stage-content.js';
+import { stagePatched } from '../repo/stage-patched.js';
 import { WorkerPool } from '../repo/worker-pool.js';
 import { writeCommitMeta } from './sign.js';
 import { type XzTool, decompressArgs, pickXzTool, toolMessage, xzToolMissing } from './xz-tool.js';
@@ -43,6 +45,13 @@ export interface ApplyDeltaOptions {
   onProgress?: (partsDone: number, parts: number) => void;
   /** What decompresses the parts: 'auto' (default) takes 7zz when installed (less CPU), else xz. */
   decompressor?: XzTool | 'auto';
+  /**
+   * Where content objects are hashed and written: in worker threads, or on
+   * this thread. 'auto' (default): this thread on machines with two cores or
+   * fewer, where the two decompressors already keep them busy and workers
+   * only add their start-up and compiling (bench/README.md).
+   */
+  staging?: 'auto' | 'inline' | 'workers';
 }
 
 export interface ApplyDeltaResult {
@@ -229,8 +238,10 @@ interface Ctx {
   /** Objects staged in this transaction (metadata with its bytes, readable before the commit). */
   staged: Map<string, Buffer>;
   written: number;
-  /** Hashing and writing content objects runs in worker threads (decision 0003), started on first use. */
+  /** Hashing and writing content objects runs in worker threads (decision 0003), started on first use... */
   pool: WorkerPool | null;
+  /** ...or on this thread (see `staging` in ApplyDeltaOptions). */
+  inline: boolean;
   /** Content objects handed to a worker and not yet confirmed. */
   pending: Promise<void>[];
 }
@@ -275,17 +286,26 @@ function forWorker(content: Buffer | undefined): { data: Uint8Array; transfer: A
 }
 
 /**
- * Hands a content object to a worker, which hashes it and stages it only
- * when it is the object the part header names (else DELTA_CORRUPT).
+ * Hands a content object to a worker (or stages it here), which hashes it and
+ * stages it only when it is the object the part header names (else DELTA_CORRUPT).
  */
 function stageFile(ctx: Ctx, expected: Checksum, meta: FileMeta, content: Buffer | undefined): void {
+  if (ctx.inline) {
+    const data = content ?? EMPTY;
+    expectFile(ctx, expected, stageContent(stageContext(ctx), { data, meta, size: data.length }));
+    return;
+  }
   const { data, transfer } = forWorker(content);
   ctx.pool ??= new WorkerPool();
   expectFile(ctx, expected, ctx.pool.run<ContentResult>({ kind: 'stage', ctx: stageContext(ctx), job: { data, meta, size: data.length } }, transfer));
 }
 
-/** Hands a whole-file binary patch to a worker: it reads the old object, patches, hashes and stages. */
+/** Hands a whole-file binary patch to a worker (or applies it here): read the old object, patch, hash and stage. */
 function stagePatchedFile(ctx: Ctx, expected: Checksum, meta: FileMeta, source: Checksum, patchBytes: Buffer, size: number): void {
+  if (ctx.inline) {
+    expectFile(ctx, expected, stagePatched(stageContext(ctx), { source, patch: patchBytes, meta, size }));
+    return;
+  }
   const { data, transfer } = forWorker(patchBytes);
   ctx.pool ??= new WorkerPool();
   expectFile(ctx, expected, ctx.pool.run<ContentResult>({ kind: 'stage-patched', ctx: stageContext(ctx), job: { source, patch: data, meta, size } }, transfer));
@@ -534,9 +554,10 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   const indexes = partIndexes(sb);
   const tool = pickXzTool(opts.decompressor ?? 'auto');
 
+  const inline = (opts.staging ?? 'auto') === 'auto' ? os.availableParallelism() <= 2 : opts.staging === 'inline';
   const tx = Transaction.begin(repo);
   // The workers start now: they load while the first part is fetched and decompressed.
-  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: new WorkerPool(), pending: [] };
+  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: inline ? null : new WorkerPool(), inline, pending: [] };
   let partsSkipped = 0;
   try {
     // The next parts are fetched and decompressed (xz processes, on the other core) while one is applied.

@@ -93,14 +93,15 @@ describe('static deltas', () => {
     expect(show.parts.length).toBeGreaterThan(0);
   });
 
-  for (const [mode, decompressor] of [['archive', 'xz'], ['bare-user', 'xz'], ['bare-user', '7zz']] as const) {
-    it(`applies nothing→A then A→B into a ${mode} repository, parts read by ${decompressor}: same commit, same objects, fsck clean`, async () => {
-      const target = path.join(work, `client-${mode}-${decompressor}`);
+  const applyCases = [['archive', 'xz', 'workers'], ['archive', '7zz', 'inline'], ['bare-user', 'xz', 'inline'], ['bare-user', '7zz', 'workers']] as const;
+  for (const [mode, decompressor, staging] of applyCases) {
+    it(`applies nothing→A then A→B into a ${mode} repository, parts read by ${decompressor}, objects staged ${staging === 'inline' ? 'on the main thread' : 'by workers'}: same commit, same objects, fsck clean`, async () => {
+      const target = path.join(work, `client-${mode}-${decompressor}-${staging}`);
       ok(strata(['init', '--repo', target, '--mode', mode]), 'init');
-      const first = await applyDelta({ repo: target, fetch: localFetch(server), from: null, to: A, decompressor });
+      const first = await applyDelta({ repo: target, fetch: localFetch(server), from: null, to: A, decompressor, staging });
       expect(first.commit).toBe(A);
       expect(missingIn(target, reachable(server, A))).toEqual([]);
-      const second = await applyDelta({ repo: target, fetch: localFetch(server), from: A, to: B, decompressor });
+      const second = await applyDelta({ repo: target, fetch: localFetch(server), from: A, to: B, decompressor, staging });
       expect(second.objectsWritten).toBeGreaterThan(0);
       const wanted = reachable(server, B);
       expect(missingIn(target, wanted)).toEqual([]);
@@ -148,6 +149,8 @@ describe('static deltas', () => {
     await applyDelta({ repo: target, fetch: localFetch(server), from: null, to: A });
     const before = objectCount(target);
     expect(await codeOfAsync(applyDelta({ repo: target, fetch: localFetch(remote), from: A, to: B }))).toBe('DELTA_CORRUPT');
+    expect(await codeOfAsync(applyDelta({ repo: target, fetch: localFetch(remote), from: A, to: B, staging: 'workers' }))).toBe('DELTA_CORRUPT');
+    expect(await codeOfAsync(applyDelta({ repo: target, fetch: localFetch(remote), from: A, to: B, staging: 'inline' }))).toBe('DELTA_CORRUPT');
     expect(objectCount(target)).toBe(before);
   });
 
