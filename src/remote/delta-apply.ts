@@ -47,9 +47,10 @@ export interface ApplyDeltaOptions {
   decompressor?: XzTool | 'auto';
   /**
    * Where content objects are hashed and written: in worker threads, or on
-   * this thread. 'auto' (default): this thread on machines with two cores or
-   * fewer, where the two decompressors already keep them busy and workers
-   * only add their start-up and compiling (bench/README.md).
+   * this thread. 'auto' (default): this thread for a delta with a part index
+   * (strata's) on machines with two cores or fewer, where the two
+   * decompressors already keep them busy and workers only add their start-up
+   * and compiling (decision 0003); workers otherwise.
    */
   staging?: 'auto' | 'inline' | 'workers';
 }
@@ -554,7 +555,10 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   const indexes = partIndexes(sb);
   const tool = pickXzTool(opts.decompressor ?? 'auto');
 
-  const inline = (opts.staging ?? 'auto') === 'auto' ? os.availableParallelism() <= 2 : opts.staging === 'inline';
+  // Staging here pays only while parts stream in (a part index): without one,
+  // a part is all decompressed before its objects are made, and workers let
+  // staging overlap the next part's decompression.
+  const inline = (opts.staging ?? 'auto') === 'auto' ? indexes !== null && os.availableParallelism() <= 2 : opts.staging === 'inline';
   const tx = Transaction.begin(repo);
   // The workers start now: they load while the first part is fetched and decompressed.
   const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: inline ? null : new WorkerPool(), inline, pending: [] };
