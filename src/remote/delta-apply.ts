@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError } from '../errors.js';
 import {
@@ -24,7 +23,7 @@ import { type ContentResult, type StageContext, stageContent, stagedName } from 
 import { stagePatched } from '../repo/stage-patched.js';
 import { WorkerPool } from '../repo/worker-pool.js';
 import { writeCommitMeta } from './sign.js';
-import { type XzTool, decompressArgs, pickXzTool, toolMessage, xzToolMissing } from './xz-tool.js';
+import { type XzRun, type XzTool, decompressArgs, pickXzTool, runXzTool } from './xz-tool.js';
 
 /** Fetches a file of the remote repository by its path relative to the repository (e.g. `deltas/ab/cd…/superblock`). */
 export type FetchFile = (relPath: string) => Promise<Buffer>;
@@ -85,31 +84,29 @@ export function localFetch(repoDir: string): FetchFile {
   };
 }
 
+const notXz = (message: string): StrataError => corrupt(`a delta part is not valid xz data: ${message}`);
+const tooLarge = (limit: number): StrataError => corrupt(`a delta part decompresses to more than the ${limit} bytes its header allows`);
+
+/** A whole part, decompressed into shared memory. */
 async function decompress(tool: XzTool, input: Buffer, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(tool, decompressArgs(tool), { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let size = 0;
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
+  const out: Buffer[] = [];
+  let size = 0;
+  const run = runXzTool(tool, decompressArgs(tool), input, {
+    doing: 'read a delta part',
+    failed: notXz,
+    onData: (b) => {
       size += b.length;
-      if (size > limit) {
-        child.kill();
-        reject(corrupt(`a delta part decompresses to more than the ${limit} bytes its header allows`));
-      } else out.push(b);
-    });
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') reject(xzToolMissing(tool, 'read a delta part'));
-      else reject(ioError(err, 'run', tool));
-    });
-    child.on('close', (code) => {
-      if (code === 0) resolve(sharedCopy(out, size));
-      else reject(corrupt(`a delta part is not valid xz data: ${toolMessage(stderr) || `exit code ${code}`}`));
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
+      if (size > limit) run.kill();
+      else out.push(b);
+    },
   });
+  try {
+    await run.done;
+  } catch (err) {
+    throw size > limit ? tooLarge(limit) : err;
+  }
+  if (size > limit) throw tooLarge(limit);
+  return sharedCopy(out, size);
 }
 
 /**
@@ -139,38 +136,30 @@ class StreamedPart {
   private failure: Error | null = null;
   private ended = false;
   private waiters: { end: number; resolve: () => void; reject: (err: Error) => void }[] = [];
-  private readonly child: ChildProcess;
+  private readonly run: XzRun;
   private readonly closed: Promise<void>;
 
   constructor(tool: XzTool, input: Buffer, private readonly index: PartIndex, private readonly indexBytes: Buffer) {
     // The payload: modes and xattrs, data, operations, and at most 3 framing offsets of 8 bytes.
     this.payload = Buffer.from(new SharedArrayBuffer(index.dataOffset + index.dataLength + index.ops.length + 24));
-    const child = spawn(tool, decompressArgs(tool), { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child = child;
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => {
-      if (this.failure) return;
-      if (this.filled + b.length > this.payload.length) return this.fail(corrupt(`a delta part decompresses to more than the ${this.payload.length} bytes its index allows`));
-      this.payload.set(b, this.filled);
-      this.filled += b.length;
-      this.wake();
-    });
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.stdin.on('error', () => undefined);
-    this.closed = new Promise((resolve) => {
-      child.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') this.fail(xzToolMissing(tool, 'read a delta part'));
-        else this.fail(ioError(err, 'run', tool));
-        resolve();
-      });
-      child.on('close', (code) => {
-        if (code !== 0) this.fail(corrupt(`a delta part is not valid xz data: ${toolMessage(stderr) || `exit code ${code}`}`));
-        this.ended = true;
+    this.run = runXzTool(tool, decompressArgs(tool), input, {
+      doing: 'read a delta part',
+      failed: notXz,
+      onData: (b) => {
+        if (this.failure) return;
+        if (this.filled + b.length > this.payload.length) return this.fail(corrupt(`a delta part decompresses to more than the ${this.payload.length} bytes its index allows`));
+        this.payload.set(b, this.filled);
+        this.filled += b.length;
         this.wake();
-        resolve();
-      });
+      },
     });
-    child.stdin.end(input);
+    this.closed = this.run.done.then(
+      () => this.end(),
+      (err: Error) => {
+        this.fail(err);
+        this.end();
+      },
+    );
   }
 
   /** The part's data, filled as it arrives. */
@@ -202,7 +191,12 @@ class StreamedPart {
   }
 
   kill(): void {
-    if (!this.ended) this.child.kill();
+    this.run.kill();
+  }
+
+  private end(): void {
+    this.ended = true;
+    this.wake();
   }
 
   private fail(err: Error): void {
@@ -231,6 +225,8 @@ interface PartSource {
   ops: Buffer;
   /** null when data bytes [0, end) are there, else a promise of them; absent: all are there. */
   ready?: (end: number) => Promise<void> | null;
+  /** After the operations ran: waits for the end of a part still arriving and checks it. */
+  finish?: () => Promise<void>;
 }
 
 interface Ctx {
@@ -566,7 +562,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   try {
     // The next parts are fetched and decompressed (xz processes, on the other core) while one is applied.
     const streams: StreamedPart[] = [];
-    const load = async (i: number): Promise<(PartSource & { finish?: () => Promise<void> }) | null> => {
+    const load = async (i: number): Promise<PartSource | null> => {
       const h = sb.parts[i];
       if (h.version !== 0) throw corrupt(`delta part ${i} has version ${h.version}; strata reads version 0`);
       if (h.objects.every((o) => repo.hasObject(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) return null;
@@ -587,7 +583,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       else throw corrupt(`delta part ${i} uses compression '${String.fromCharCode(body[0])}', which strata does not read`);
       return parsePartPayload(payload);
     };
-    const loads: Promise<(PartSource & { finish?: () => Promise<void> }) | null>[] = [];
+    const loads: Promise<PartSource | null>[] = [];
     const startLoads = (upTo: number): void => {
       while (loads.length < sb.parts.length && loads.length <= upTo) {
         const p = load(loads.length);

@@ -4,7 +4,8 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { StrataError } from '../errors.js';
+import { spawn } from 'node:child_process';
+import { StrataError, ioError } from '../errors.js';
 
 export type XzTool = 'xz' | '7zz';
 
@@ -26,7 +27,7 @@ export function pickXzTool(wanted: XzTool | 'auto'): XzTool {
 }
 
 /** The error for a tool that is not installed; `doing` is what it was needed for ("compress a delta part"). */
-export function xzToolMissing(tool: XzTool, doing: string): StrataError {
+function xzToolMissing(tool: XzTool, doing: string): StrataError {
   return new StrataError('TOOL_MISSING', `cannot ${doing}: the '${tool}' command is missing; install the Debian package ${PACKAGE[tool]}`, { command: tool, package: PACKAGE[tool] });
 }
 
@@ -36,6 +37,50 @@ export function decompressArgs(tool: XzTool): string[] {
 }
 
 /** The last line a tool wrote to stderr, without xz's "xz: (stdin): " or 7zz's "ERROR: … : ~" around it. */
-export function toolMessage(stderr: string): string {
+function toolMessage(stderr: string): string {
   return (stderr.trim().split('\n').pop() ?? '').replace(/^xz: \(stdin\): |^ERROR: /, '').replace(/ : ~$/, '').trim();
+}
+
+/** A running xz or 7zz. */
+export interface XzRun {
+  /**
+   * Resolves when the tool exits with 0; rejects with TOOL_MISSING when it is
+   * not installed, an IO error when it cannot be run, and `failed(message)`
+   * for any other end (its last stderr line, or its exit code).
+   */
+  done: Promise<void>;
+  kill(): void;
+}
+
+/** Runs `tool` with `input` on its stdin, handing each chunk of its stdout to `onData`. */
+export function runXzTool(
+  tool: XzTool,
+  args: string[],
+  input: Buffer,
+  opts: { doing: string; onData: (chunk: Buffer) => void; failed: (message: string) => Error },
+): XzRun {
+  const child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  let exited = false;
+  child.stdout.on('data', opts.onData);
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  child.stdin.on('error', () => undefined); // reported by 'close'
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      exited = true;
+      reject(err.code === 'ENOENT' ? xzToolMissing(tool, opts.doing) : ioError(err, 'run', tool));
+    });
+    child.on('close', (code) => {
+      exited = true;
+      if (code === 0) resolve();
+      else reject(opts.failed(toolMessage(stderr) || `exit code ${code}`));
+    });
+  });
+  child.stdin.end(input);
+  return {
+    done,
+    kill: () => {
+      if (!exited) child.kill();
+    },
+  };
 }
