@@ -379,11 +379,14 @@ async function fetchCommit(fetcher: Fetcher, checksum: Checksum, keys: readonly 
 }
 
 /** Parses fetched metadata; a parse failure names the URL. An unsafe entry name stays UNSAFE_PATH: it is a hostile tree, not a damaged one. */
-function parseWith<T>(fn: () => T, url: string): T {
+function parseWith<T>(fn: () => T, where: string | (() => string)): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof StrataError) throw new StrataError(err.code === 'UNSAFE_PATH' ? 'UNSAFE_PATH' : 'OBJECT_MALFORMED', `${url}: ${err.message}`, { ...err.data, url });
+    if (err instanceof StrataError) {
+      const url = typeof where === 'string' ? where : where();
+      throw new StrataError(err.code === 'UNSAFE_PATH' ? 'UNSAFE_PATH' : 'OBJECT_MALFORMED', `${url}: ${err.message}`, { ...err.data, url });
+    }
     throw err;
   }
 }
@@ -410,6 +413,8 @@ class PullSession {
   private readonly waitingMeta: (() => void)[] = [];
   private readonly waitingContent: (() => void)[] = [];
   private pool: WorkerPool | null = null;
+  /** Object directories (`objects/XX`) seen to exist, and seen missing: nothing under a missing one to look up. */
+  private readonly objectDirs = new Map<string, boolean>();
   private known = 0;
   private failure: unknown = null;
   private settle: (() => void) | null = null;
@@ -492,9 +497,25 @@ class PullSession {
     const key = `${checksum}.${type}`;
     if (this.seen.has(key)) return;
     this.seen.add(key);
-    if (type !== 'dirtree' && this.repo.hasObject(checksum, type)) return;
+    if (type !== 'dirtree' && this.has(checksum, type)) return;
     this.known++;
     this.schedule(type === 'file' ? 'content' : 'meta', () => (type === 'file' ? this.content(checksum) : this.metadata(checksum, type)));
+  }
+
+  /**
+   * Whether the repository has an object. A pull into an empty repository
+   * asks for thousands of objects under a few hundred directories that do not
+   * exist: one lookup per directory instead of one per object. (A directory a
+   * concurrent writer creates meanwhile only costs objects fetched again.)
+   */
+  private has(checksum: Checksum, type: ObjectType): boolean {
+    const prefix = checksum.slice(0, 2);
+    let exists = this.objectDirs.get(prefix);
+    if (exists === undefined) {
+      exists = fs.existsSync(path.join(this.repo.path, 'objects', prefix));
+      this.objectDirs.set(prefix, exists);
+    }
+    return exists && this.repo.hasObject(checksum, type);
   }
 
   private schedule(kind: 'meta' | 'content', task: () => Promise<void>): void {
@@ -546,7 +567,7 @@ class PullSession {
   /** A dirtree or dirmeta: from the repository, the staging area, or the remote, hashed before use. */
   private async metadata(checksum: Checksum, type: 'dirtree' | 'dirmeta'): Promise<void> {
     let bytes: Buffer | null = null;
-    const inRepo = this.repo.hasObject(checksum, type);
+    const inRepo = this.has(checksum, type);
     if (inRepo) {
       // A tree stored earlier may still lack children (an interrupted ostree pull): walk it.
       if (type === 'dirtree') this.scanTree(checksum, this.repo.readMetadataBytes(checksum, type), this.repo.objectFile(checksum, type));
@@ -566,7 +587,7 @@ class PullSession {
       }
     }
     const rel = objectPath(checksum, type, true);
-    const url = this.fetcher.url(rel).href;
+    const url = (): string => this.fetcher.url(rel).href;
     let fetched = false;
     for (let attempt = 0; bytes === null; attempt++) {
       const body = (await this.request('meta', () => this.fetcher.getBuffer(rel, { maxBytes: MAX_METADATA }))) as Buffer;
@@ -576,7 +597,7 @@ class PullSession {
         fetched = true;
         this.fetchedMeta++;
       } else if (attempt >= 1) {
-        throw corrupt(url, checksum, actual, type);
+        throw corrupt(url(), checksum, actual, type);
       }
     }
     // Parsed (entry names checked) before it is kept: a hostile tree never reaches the staging area.
@@ -586,7 +607,7 @@ class PullSession {
     this.staged.push({ checksum, type });
   }
 
-  private scanTree(checksum: Checksum, bytes: Buffer, where: string): void {
+  private scanTree(checksum: Checksum, bytes: Buffer, where: string | (() => string)): void {
     const tree = parseWith(() => parseDirTree(bytes), where);
     for (const f of tree.files) this.want(f.checksum, 'file');
     for (const d of tree.dirs) {

@@ -9,7 +9,7 @@ import { getAttributeSync } from '@napi-rs/xattr';
 import { StrataError, ioError } from '../errors.js';
 import {
   type Checksum, type Commit, type DirMeta, type DirTree, type FileMeta, type ObjectType, type Metadata,
-  S_IFLNK, S_IFMT, objectPath, parseArchiveHeader, parseBareUserMeta, parseCommit, parseDirMeta, parseDirTree, parseVardict,
+  S_IFLNK, S_IFMT, archiveInflateOptions, objectPath, parseArchiveHeader, parseBareUserMeta, parseCommit, parseDirMeta, parseDirTree, parseVardict,
 } from '../core/objects.js';
 
 export type RepoMode = 'archive' | 'bare-user';
@@ -207,7 +207,7 @@ export class Repo {
 
 export function inflateBody(body: Buffer, size: number, checksum: string): Buffer {
   try {
-    const out = body.length === 0 && size === 0 ? Buffer.alloc(0) : zlib.inflateRawSync(body, { maxOutputLength: Math.max(size, 1) });
+    const out = body.length === 0 && size === 0 ? Buffer.alloc(0) : zlib.inflateRawSync(body, archiveInflateOptions(size));
     if (out.length !== size) throw new Error(`${out.length} bytes, header says ${size}`);
     return out;
   } catch (err) {

@@ -12,7 +12,7 @@ import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, ioError } from '../errors.js';
-import { type Checksum, type FileMeta, S_IFLNK, S_IFMT, fileHeader, parseArchiveHeader } from '../core/objects.js';
+import { type Checksum, type FileMeta, S_IFLNK, S_IFMT, archiveInflateOptions, fileHeader, parseArchiveHeader } from '../core/objects.js';
 import { bareUserMode, finishBareUser } from './stage-content.js';
 
 export interface PulledObject {
@@ -76,7 +76,7 @@ function inflateAll(compressed: Uint8Array, size: number): Buffer | string {
   if (compressed.length === 0 && size === 0) return Buffer.alloc(0);
   let out: Buffer;
   try {
-    out = zlib.inflateRawSync(compressed, { maxOutputLength: Math.max(size, 1) });
+    out = zlib.inflateRawSync(compressed, archiveInflateOptions(size));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return `(unreadable: more than the ${size} bytes its header declares)`;
     return `(unreadable: ${(err as Error).message})`;
