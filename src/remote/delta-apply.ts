@@ -113,13 +113,11 @@ async function decompress(tool: XzTool, input: Buffer, limit: number): Promise<B
  * The chunks in one buffer over shared memory: content objects of the part
  * go to the workers as views of it, without a copy each.
  */
-function sharedCopy(chunks: Uint8Array[], size: number): Buffer {
+function sharedCopy(chunks: Buffer[], size: number): Buffer {
   const out = Buffer.from(new SharedArrayBuffer(size));
   let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
+  // Buffer#copy is a memcpy; TypedArray#set took three times as long for a 64 MiB part.
+  for (const c of chunks) at += c.copy(out, at);
   return out;
 }
 
@@ -148,8 +146,7 @@ class StreamedPart {
       onData: (b) => {
         if (this.failure) return;
         if (this.filled + b.length > this.payload.length) return this.fail(corrupt(`a delta part decompresses to more than the ${this.payload.length} bytes its index allows`));
-        this.payload.set(b, this.filled);
-        this.filled += b.length;
+        this.filled += b.copy(this.payload, this.filled);
         this.wake();
       },
     });
