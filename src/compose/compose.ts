@@ -6,7 +6,7 @@
 // itself is one transaction. `dryRun` writes nothing and reports the diff.
 
 import fs from 'node:fs';
-import { setAttributeSync } from '@napi-rs/xattr';
+import { setAttributeSync } from '../repo/xattr.js';
 import os from 'node:os';
 import path from 'node:path';
 import { StrataError, ioError } from '../errors.js';

@@ -7,7 +7,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { setAttributeSync } from '@napi-rs/xattr';
+import { setAttributeSync } from '../repo/xattr.js';
 import { StrataError, ioError } from '../errors.js';
 import type { Xattr } from '../core/objects.js';
 

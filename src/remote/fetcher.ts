@@ -9,11 +9,14 @@
 // gathers the body's chunks costs less per request than a response stream.
 
 import fs from 'node:fs';
-import type { Dispatcher } from 'undici';
-// Agent alone: undici's index also loads fetch, WebSocket, caches and mocks,
-// which took 45-59 ms of a pull's start against 19-24 ms for this module
-// (undici is pinned; its tests and ours run against this path).
-import Agent from 'undici/lib/dispatcher/agent.js';
+import { createRequire } from 'node:module';
+import type { Dispatcher, Agent as AgentType } from 'undici';
+
+// Agent alone, with require: undici's index also loads fetch, WebSocket,
+// caches and mocks (45-59 ms of a pull's start against 19-24 ms for this
+// module), and importing CommonJS from ESM has Node scan the source for
+// named exports first. undici is pinned; the fetcher tests use this path.
+const Agent = createRequire(import.meta.url)('undici/lib/dispatcher/agent.js') as typeof AgentType;
 import { StrataError, ioError } from '../errors.js';
 import { readLocal, remoteFileUrl } from './http.js';
 
@@ -51,7 +54,7 @@ class TransientError extends Error {
 
 export class Fetcher {
   readonly base: string;
-  private readonly agent: InstanceType<typeof Agent>;
+  private readonly agent: AgentType;
   private readonly retries: number;
   private readonly timeoutMs: number;
   private readonly backoffMs: number;

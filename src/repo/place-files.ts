@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { setAttributeSync } from '@napi-rs/xattr';
+import { setAttributeSync } from './xattr.js';
 import { ioError } from '../errors.js';
 import { type Checksum, type FileMeta, type Xattr, S_IFLNK, S_IFMT } from '../core/objects.js';
 import { Repo } from './repo.js';

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { getAttributeSync } from '@napi-rs/xattr';
+import { getAttributeSync } from './xattr.js';
 import { StrataError, ioError } from '../errors.js';
 import {
   type Checksum, type Commit, type DirMeta, type DirTree, type FileMeta, type ObjectType, type Metadata,

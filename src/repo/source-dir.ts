@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
-import { listAttributesSync, getAttributeSync } from '@napi-rs/xattr';
+import { listAttributesSync, getAttributeSync } from './xattr.js';
 import { StrataError, ioError } from '../errors.js';
 import { type Checksum, type Xattr, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../core/objects.js';
 import { type MDir, type SourceOptions, type SourceStats, type StageFn, applyOwner } from './mtree.js';

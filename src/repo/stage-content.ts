@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { setAttributeSync } from '@napi-rs/xattr';
+import { setAttributeSync } from './xattr.js';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, ioError } from '../errors.js';
 import { BAREUSER_XATTR } from './repo.js';

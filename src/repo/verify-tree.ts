@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto, { createHash } from 'node:crypto';
-import { getAttributeSync, listAttributesSync } from '@napi-rs/xattr';
+import { getAttributeSync, listAttributesSync } from './xattr.js';
 import { StrataError, ioError } from '../errors.js';
 import {
   type Checksum, type Xattr, S_IFLNK, S_IFMT, canonicalXattrs, compareNames, fileHeader, sha256, validateEntryName,

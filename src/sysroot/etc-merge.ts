@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
-import { removeAttributeSync, setAttributeSync } from '@napi-rs/xattr';
+import { removeAttributeSync, setAttributeSync } from '../repo/xattr.js';
 import { StrataError, ioError } from '../errors.js';
 import {
   type Checksum, type DirMeta, type FileMeta, type Xattr,

@@ -1,0 +1,10 @@
+// Extended attributes through @napi-rs/xattr, loaded with require: importing
+// a CommonJS package from ESM has Node scan its source for named exports
+// first, and that scanner was hot enough in every pull (main thread and
+// worker) to be compiled by TurboFan three times.
+
+import { createRequire } from 'node:module';
+
+const xattr = createRequire(import.meta.url)('@napi-rs/xattr') as typeof import('@napi-rs/xattr');
+
+export const { getAttributeSync, setAttributeSync, listAttributesSync, removeAttributeSync } = xattr;
