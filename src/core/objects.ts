@@ -172,22 +172,143 @@ export function validateEntryName(name: string): void {
   }
 }
 
+/**
+ * Parses a dirtree. Every pull, checkout, fsck and delta walks thousands of
+ * them, so this reads `(a(say)a(sayay))` directly instead of through the
+ * generic GVariant reader, with the same rules: normal-form framing (offsets
+ * in bounds and in order, nothing between members), NUL-terminated UTF-8
+ * names without embedded NULs, 32-byte checksums, then safe, sorted, unique
+ * names. A property test holds it to the generic reader's answers. (In a
+ * delta pull, TurboFan spent ~140 ms compiling the generic path for it.)
+ */
 export function parseDirTree(data: Uint8Array): DirTree {
-  const [rawFiles, rawDirs] = parseObject(DIRTREE, data, 'dirtree') as [[string, Buffer][], [string, Buffer, Buffer][]];
-  const files = rawFiles.map(([name, c]) => ({ name, checksum: checksumFromBytes(c) }));
-  const dirs = rawDirs.map(([name, tree, meta]) => ({ name, tree: checksumFromBytes(tree), meta: checksumFromBytes(meta) }));
-  const seen = new Set<string>();
-  for (const list of [files, dirs]) {
-    for (let i = 0; i < list.length; i++) {
-      validateEntryName(list[i].name);
-      if (i > 0 && compareNames(list[i - 1].name, list[i].name) >= 0) {
-        throw new StrataError('OBJECT_MALFORMED', `dirtree entries not sorted or duplicated at ${JSON.stringify(list[i].name)}`);
-      }
-      if (seen.has(list[i].name)) throw new StrataError('OBJECT_MALFORMED', `dirtree has ${JSON.stringify(list[i].name)} twice`);
-      seen.add(list[i].name);
-    }
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const size = buf.length;
+  const osz = offsetSize(size);
+  // The first array is a variable-size member before the last: one framing offset ends the tuple.
+  if (osz === 0) throw treeMalformed('tuple framing offsets missing');
+  const bodyEnd = size - osz;
+  const filesEnd = frameOffset(buf, bodyEnd, osz, size);
+  if (filesEnd > bodyEnd) throw treeMalformed('tuple member out of bounds');
+  const files: DirTreeFile[] = [];
+  const dirs: DirTreeDir[] = [];
+  const fileNames = readTreeArray(buf, 0, filesEnd, 1, (start, end, nameEnd, fields) => {
+    files.push({ name: entryName(buf, start, nameEnd), checksum: checksumField(buf, fields[0], end) });
+  });
+  const dirNames = readTreeArray(buf, filesEnd, bodyEnd, 2, (start, end, nameEnd, fields) => {
+    dirs.push({ name: entryName(buf, start, nameEnd), tree: checksumField(buf, fields[0], fields[1]), meta: checksumField(buf, fields[1], end) });
+  });
+  checkNames(buf, files, fileNames);
+  checkNames(buf, dirs, dirNames);
+  // Sorted lists: a name in both meets its twin in one merge pass.
+  for (let i = 0, j = 0; i < files.length && j < dirs.length; ) {
+    const c = compareSpans(buf, fileNames, i, dirNames, j);
+    if (c === 0) throw new StrataError('OBJECT_MALFORMED', `dirtree has ${JSON.stringify(dirs[j].name)} twice`);
+    if (c < 0) i++;
+    else j++;
   }
   return { files, dirs };
+}
+
+function treeMalformed(reason: string): StrataError {
+  return new StrataError('OBJECT_MALFORMED', `corrupt dirtree object: malformed GVariant data: ${reason}`, { what: 'dirtree' });
+}
+
+/** GVariant's framing offset size for a container of `size` bytes. */
+function offsetSize(size: number): number {
+  return size > 0xffffffff ? 8 : size > 0xffff ? 4 : size > 0xff ? 2 : size > 0 ? 1 : 0;
+}
+
+/** A little-endian framing offset of `osz` bytes at `at`, which must lie before `limit`. */
+function frameOffset(buf: Buffer, at: number, osz: number, limit: number): number {
+  if (at < 0 || at + osz > limit) throw treeMalformed('framing offset out of bounds');
+  if (osz === 1) return buf[at];
+  if (osz === 2) return buf[at] | (buf[at + 1] << 8);
+  if (osz === 4) return buf.readUInt32LE(at);
+  const v = buf.readBigUInt64LE(at);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw treeMalformed('framing offset out of range');
+  return Number(v);
+}
+
+/**
+ * An array of `(s ay…)` tuples in [start, end) whose `extra` byte-array
+ * members come after the name: `each` gets the element's bounds, where its
+ * name ends (at its NUL) and where each byte array starts. Returns the name
+ * spans, two numbers per element.
+ */
+function readTreeArray(
+  buf: Buffer, start: number, end: number, extra: number,
+  each: (start: number, end: number, nameEnd: number, fields: number[]) => void,
+): number[] {
+  const size = end - start;
+  const names: number[] = [];
+  if (size === 0) return names;
+  const osz = offsetSize(size);
+  const lastEnd = frameOffset(buf, end - osz, osz, end);
+  if (lastEnd > size) throw treeMalformed('array framing offset past the end');
+  const framing = size - lastEnd;
+  if (framing % osz !== 0 || framing === 0) throw treeMalformed('array framing has a bad size');
+  const count = framing / osz;
+  const fields: number[] = new Array(extra).fill(0);
+  let prev = 0;
+  for (let i = 0; i < count; i++) {
+    const elEnd = frameOffset(buf, start + lastEnd + i * osz, osz, end);
+    if (prev > elEnd || elEnd > lastEnd) throw treeMalformed('array framing offsets out of order');
+    const es = start + prev;
+    const ee = start + elEnd;
+    // The tuple: the name and all byte arrays but the last end at offsets read backwards from its end.
+    const eosz = offsetSize(ee - es);
+    const bodyEnd = ee - es - extra * eosz;
+    if (eosz === 0 || bodyEnd < 0) throw treeMalformed('tuple framing offsets missing');
+    let framingEnd = ee - es;
+    let pos = 0;
+    for (let m = 0; m < extra; m++) {
+      framingEnd -= eosz;
+      const memberEnd = frameOffset(buf, es + framingEnd, eosz, ee);
+      if (memberEnd < pos || memberEnd > bodyEnd) throw treeMalformed('tuple member out of bounds');
+      if (m === 0) {
+        if (memberEnd === 0 || buf[es + memberEnd - 1] !== 0) throw treeMalformed('string without NUL terminator');
+        if (buf.indexOf(0, es) !== es + memberEnd - 1) throw treeMalformed('string with an embedded NUL');
+        names.push(es, es + memberEnd - 1);
+      } else fields[m - 1] = es + pos;
+      pos = memberEnd;
+    }
+    fields[extra - 1] = es + pos;
+    each(es, es + bodyEnd, names[names.length - 1], fields);
+    prev = elEnd;
+  }
+  return names;
+}
+
+/** A name's text: ASCII decodes as it is; anything else must be valid UTF-8. */
+function entryName(buf: Buffer, start: number, end: number): string {
+  for (let i = start; i < end; i++) {
+    if (buf[i] >= 0x80) {
+      if (!isUtf8(buf.subarray(start, end))) throw treeMalformed('string is not valid UTF-8');
+      return buf.toString('utf8', start, end);
+    }
+  }
+  return buf.toString('latin1', start, end);
+}
+
+function checksumField(buf: Buffer, start: number, end: number): Checksum {
+  if (end - start !== 32) throw new StrataError('OBJECT_MALFORMED', `checksum field has ${end - start} bytes, not 32`);
+  return buf.toString('hex', start, end) as Checksum;
+}
+
+/** Byte order of the names at `i` and `j` (two numbers per name in each span list), as strcmp. */
+function compareSpans(buf: Buffer, a: number[], i: number, b: number[], j: number): number {
+  return buf.compare(buf, b[2 * j], b[2 * j + 1], a[2 * i], a[2 * i + 1]);
+}
+
+/** Safe names in strictly increasing byte order (which also rules out duplicates within the list). */
+function checkNames(buf: Buffer, list: { name: string }[], spans: number[]): void {
+  for (let i = 0; i < list.length; i++) {
+    validateEntryName(list[i].name);
+    if (i > 0 && compareSpans(buf, spans, i - 1, spans, i) >= 0) {
+      throw new StrataError('OBJECT_MALFORMED', `dirtree entries not sorted or duplicated at ${JSON.stringify(list[i].name)}`);
+    }
+  }
 }
 
 // ------------------------------------------------------------------- commit
