@@ -371,7 +371,8 @@ async function executePart(ctx: Ctx, objects: { type: ObjectType; checksum: Chec
     if (!open) throw corrupt('delta part closes an object it did not open');
     if (open.got !== open.size) throw corrupt(`delta part wrote ${open.got} bytes of a ${open.size}-byte file`);
     if (open.patch) stagePatchedFile(ctx, open.checksum, open.meta, open.patch.source, open.patch.bytes, open.size);
-    else stageFile(ctx, open.checksum, open.meta, Buffer.concat(open.chunks));
+    // One write (the usual case) is a view of the part: no copy, and none for a worker either (shared memory).
+    else stageFile(ctx, open.checksum, open.meta, open.chunks.length === 1 ? open.chunks[0] : Buffer.concat(open.chunks));
     open = null;
     unsetSource();
     index++;

@@ -561,7 +561,7 @@ class PullSession {
   }
 
   private stagedPath(checksum: Checksum, type: Kind): string {
-    return path.join(this.dir, stagedName(checksum, type, this.repo.archive));
+    return `${this.dir}/${stagedName(checksum, type, this.repo.archive)}`;
   }
 
   /** A dirtree or dirmeta: from the repository, the staging area, or the remote, hashed before use. */
@@ -632,9 +632,9 @@ class PullSession {
       fs.rmSync(staged, { force: true });
     }
     const rel = objectPath(checksum, 'file', true);
-    const partial = path.join(this.dir, `${checksum}.filez.partial`);
+    const partial = `${this.dir}/${checksum}.filez.partial`;
     const noEarlierPartial = !this.leftOver.has(`${checksum}.filez.partial`);
-    const objectDir = path.dirname(this.repo.objectFile(checksum, 'file'));
+    const objectDir = `${this.repo.path}/objects/${checksum.slice(0, 2)}`;
     for (let attempt = 0; ; attempt++) {
       const got = await this.request('content', () => this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT, noEarlierPartial }));
       const job: PulledObject = { checksum, staged, archive: this.repo.archive, objectDir };
@@ -682,7 +682,7 @@ function applyPull(repo: Repo, stagingDir: string, session: PullSession): number
       // Objects fetched in this run were absent when the walk met them (a writer storing the same bytes since is harmless); kept ones are looked up.
       if (!o.absent && repo.hasObject(o.checksum, o.type)) continue;
       // One rename per object: from the pull's staging area straight into objects/, after the syncfs.
-      txn.adopt(o.checksum, o.type, path.join(stagingDir, stagedName(o.checksum, o.type, repo.archive)));
+      txn.adopt(o.checksum, o.type, `${stagingDir}/${stagedName(o.checksum, o.type, repo.archive)}`);
     }
     for (const c of session.commits.values()) {
       if (c.meta !== null) {

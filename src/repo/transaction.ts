@@ -151,7 +151,7 @@ export class Transaction {
   writeMetadata(type: Exclude<ObjectType, 'file'>, bytes: Buffer): { checksum: Checksum; written: boolean } {
     const checksum = createHash('sha256').update(bytes).digest('hex') as Checksum;
     if (this.stagedSet.has(`${checksum}.${type}`) || this.repo.hasObject(checksum, type)) return { checksum, written: false };
-    const file = path.join(this.stagingDir, stagedName(checksum, type, this.repo.archive));
+    const file = `${this.stagingDir}/${stagedName(checksum, type, this.repo.archive)}`;
     try {
       fs.writeFileSync(file, bytes, { mode: 0o644 });
     } catch (err) {
@@ -172,7 +172,7 @@ export class Transaction {
       const objects = path.join(this.repo.path, 'objects');
       for (const s of sorted) {
         const target = this.repo.objectFile(s.checksum, s.type);
-        const dir = path.dirname(target);
+        const dir = target.slice(0, target.lastIndexOf('/'));
         if (!touched.has(dir)) {
           fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
           touched.add(dir);
@@ -192,7 +192,8 @@ export class Transaction {
   }
 
   private sourceOf(s: Staged): string {
-    return s.source ?? path.join(this.stagingDir, stagedName(s.checksum, s.type, this.repo.archive));
+    // Plain concatenation (stagingDir is absolute and normal): this runs once per object.
+    return s.source ?? `${this.stagingDir}/${stagedName(s.checksum, s.type, this.repo.archive)}`;
   }
 
   get stagedCount(): number {
