@@ -66,6 +66,13 @@ export class WorkerPool {
     }
   }
 
+  /** Tasks waiting for a worker or in one. */
+  get backlog(): number {
+    let n = this.queue.length;
+    for (const s of this.slots) for (const b of s.inFlight.values()) n += b.length;
+    return n;
+  }
+
   run<T>(task: WorkerTask, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<T>((resolve, reject) => {

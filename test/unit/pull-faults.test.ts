@@ -151,7 +151,9 @@ describe('pull under random network faults', () => {
       const retries = [1, 2, 3, 5][int(4)];
       let error: unknown = null;
       try {
-        const r = await pull({ repo: repoPath, remote: 'origin', rev: ref, retries, timeoutMs: TIMEOUT_MS, jobs: 1 + int(8) });
+        // Objects are staged by the worker, by this thread, or by either as the backlog goes.
+        const inlineBacklog = [0, 2, Infinity][int(3)];
+        const r = await pull({ repo: repoPath, remote: 'origin', rev: ref, retries, timeoutMs: TIMEOUT_MS, jobs: 1 + int(8), inlineBacklog });
         expect(r.commit).toBe(expected);
       } catch (err) {
         error = err;
