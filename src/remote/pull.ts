@@ -25,7 +25,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError, isStrataError } from '../errors.js';
 import {
-  type Checksum, type Commit, type ObjectType, isChecksum, objectExtension, objectPath, parseCommit, parseDirMeta, parseDirTree, parseVardict,
+  type Checksum, type Commit, type ObjectType, isChecksum, objectPath, parseCommit, parseDirMeta, parseDirTree, parseVardict,
 } from '../core/objects.js';
 import { Repo } from '../repo/repo.js';
 import { checkRefWritable, readRef, validateRefName, writeRef } from '../repo/refs.js';
@@ -33,6 +33,7 @@ import { Transaction, acquirePidLock } from '../repo/transaction.js';
 import { stagedName } from '../repo/stage-content.js';
 import type { VerifyOutcome } from '../repo/verify-content.js';
 import { WorkerPool, defaultWorkerCount } from '../repo/worker-pool.js';
+import { ObjectLookup } from '../repo/object-lookup.js';
 import { type PulledObject, stagePulled } from '../repo/stage-pulled.js';
 import { type PublicKey, signaturesIn, verifySignatures } from './sign.js';
 import { fetchRemoteSummary, getRemote, remoteKeys } from './remotes.js';
@@ -126,9 +127,6 @@ export interface PullResult {
 }
 
 export const DEFAULT_JOBS = 8;
-/** Names listed from objects/XX at most, per object looked up, beyond a first allowance (see has). */
-const LIST_BUDGET_FACTOR = 4;
-const LIST_BUDGET_BASE = 20_000;
 /**
  * Objects waiting for (or in) the workers beyond which this thread verifies
  * and stages fetched objects itself: the HTTP client and the walk leave it
@@ -426,10 +424,7 @@ class PullSession {
   private readonly waitingMeta: (() => void)[] = [];
   private readonly waitingContent: (() => void)[] = [];
   private pool: WorkerPool | null = null;
-  /** The names in each `objects/XX` directory listed so far; null: looked up one by one (see has). */
-  private readonly objectDirs = new Map<string, Set<string> | null>();
-  private lookups = 0;
-  private listed = 0;
+  private readonly lookup: ObjectLookup;
   private known = 0;
   private failure: unknown = null;
   private settle: (() => void) | null = null;
@@ -444,6 +439,7 @@ class PullSession {
     readonly inlineBacklog: number,
     readonly onProgress?: (p: PullProgress) => void,
   ) {
+    this.lookup = new ObjectLookup(repo);
     for (const name of fs.readdirSync(dir)) {
       // Outputs of a killed run that never got their final name.
       if (name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
@@ -519,38 +515,9 @@ class PullSession {
     this.schedule(type === 'file' ? 'content' : 'meta', () => (type === 'file' ? this.content(checksum) : this.metadata(checksum, type)));
   }
 
-  /**
-   * Whether the repository has an object. A pull looks up every object of the
-   * new tree (8,400 for rootfs-b); listing each `objects/XX` directory once
-   * answers them from memory (256 reads of a directory against one lookup per
-   * object: 74 ms of an update's 1.3 s went to those lookups). In a large
-   * repository the listings would cost more than the lookups, so once they
-   * have read far more names than were asked for, the rest is looked up one
-   * by one. (An object another writer adds meanwhile is only fetched again.)
-   */
+  /** Whether the repository has an object (an object another writer adds meanwhile is only fetched again). */
   private has(checksum: Checksum, type: ObjectType): boolean {
-    this.lookups++;
-    const prefix = checksum.slice(0, 2);
-    let names = this.objectDirs.get(prefix);
-    if (names === undefined) {
-      names = this.listObjectDir(prefix);
-      this.objectDirs.set(prefix, names);
-    }
-    if (names === null) return this.repo.hasObject(checksum, type);
-    return names.has(`${checksum.slice(2)}.${objectExtension(type, this.repo.archive)}`);
-  }
-
-  /** The names in objects/XX (none when it does not exist), or null once listing costs more than looking up. */
-  private listObjectDir(prefix: string): Set<string> | null {
-    if (this.listed > LIST_BUDGET_FACTOR * this.lookups + LIST_BUDGET_BASE) return null;
-    try {
-      const names = fs.readdirSync(`${this.repo.path}/objects/${prefix}`);
-      this.listed += names.length;
-      return new Set(names);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
-      return null;
-    }
+    return this.lookup.has(checksum, type);
   }
 
   private schedule(kind: 'meta' | 'content', task: () => Promise<void>): void {

@@ -20,6 +20,8 @@ export interface StageContext {
   archive: boolean;
   /** zlib level for archive objects; OSTree's default is 6. */
   level: number;
+  /** Whether the repository has a file object, when the caller knows it cheaper (this thread only: not for workers). */
+  hasFile?: (checksum: Checksum) => boolean;
 }
 
 export interface ContentJob {
@@ -53,6 +55,7 @@ export function stagedName(checksum: Checksum, type: ObjectType, archive: boolea
  * and the transaction records it once.
  */
 function objectExists(ctx: StageContext, checksum: Checksum): boolean {
+  if (ctx.hasFile) return ctx.hasFile(checksum);
   try {
     fs.accessSync(`${ctx.repoPath}/${objectPath(checksum, 'file', ctx.archive)}`);
     return true;
