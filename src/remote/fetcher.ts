@@ -251,6 +251,11 @@ export class Fetcher {
   }
 }
 
+const NO_HEADERS: Buffer[] = [];
+const ignoreChunk = (): void => undefined;
+const ignoreAbort = (): void => undefined;
+const ignoreEnd = (): void => undefined;
+
 /** Characters a repository path may hold without percent-encoding. */
 const SIMPLE_PATH = /^[A-Za-z0-9._~+=/-]+$/;
 
@@ -262,22 +267,27 @@ const SIMPLE_PATH = /^[A-Za-z0-9._~+=/-]+$/;
  * chooses wait in memory.
  */
 class Exchange implements Dispatcher.DispatchHandlers {
+  // Every field starts with a value of the kind it keeps (a function, a
+  // number): a field that changes kind later (null, then a function) makes V8
+  // throw away the optimised code of everything that inlined this class.
   status = 0;
   readonly head: Promise<void>;
-  private raw: Buffer[] = [];
-  private headers: Map<string, string> | null = null;
+  private raw: Buffer[] = NO_HEADERS;
   private chunks: Buffer[] = [];
   private received = 0;
-  /** Body bytes allowed; past them the exchange is aborted, with "more than `maxBytes`" as its error when that is set. */
+  /** Body bytes allowed; past them the exchange is aborted, with "more than `maxBytes`" as its error when that is not -1. */
   private limit = Infinity;
-  private maxBytes: number | null = null;
-  private sink: ((chunk: Buffer) => void) | null = null;
-  private aborter: ((err?: Error) => void) | null = null;
+  private maxBytes = -1;
+  /** Where body chunks go once the caller chose (`sinking`); before that they wait in `chunks`. */
+  private sinking = false;
+  private sink: (chunk: Buffer) => void = ignoreChunk;
+  private aborter: (err?: Error) => void = ignoreAbort;
   private headSettled = false;
-  private settleHead!: (err: Error | null) => void;
-  /** Set when the body has ended (null) or failed. */
-  private outcome: Error | null | undefined = undefined;
-  private onEnd: ((err: Error | null) => void) | null = null;
+  private settleHead: (err: Error | null) => void = ignoreEnd;
+  /** Whether the body has ended, and how it failed (null: it did not). */
+  private ended = false;
+  private failure: Error | null = null;
+  private onEnd: (err: Error | null) => void = ignoreEnd;
   /** Our own reason for aborting (too large, a failed write): reported as it is. */
   private reason: Error | null = null;
 
@@ -295,16 +305,13 @@ class Exchange implements Dispatcher.DispatchHandlers {
     return new URL(this.pathname, this.origin);
   }
 
-  /** A response header's value (the first, when repeated). */
+  /** A response header's value (the first, when repeated); `name` in lower case. */
   header(name: string): string | undefined {
-    if (this.headers === null) {
-      this.headers = new Map();
-      for (let i = 0; i + 1 < this.raw.length; i += 2) {
-        const key = this.raw[i].toString('latin1').toLowerCase();
-        if (!this.headers.has(key)) this.headers.set(key, this.raw[i + 1].toString('latin1'));
-      }
+    for (let i = 0; i + 1 < this.raw.length; i += 2) {
+      const key = this.raw[i];
+      if (key.length === name.length && key.toString('latin1').toLowerCase() === name) return this.raw[i + 1].toString('latin1');
     }
-    return this.headers.get(name);
+    return undefined;
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -326,10 +333,10 @@ class Exchange implements Dispatcher.DispatchHandlers {
     this.received += chunk.length;
     this.counter.bytesReceived += chunk.length;
     if (this.received > this.limit) {
-      this.abort(this.maxBytes !== null ? tooLarge(this.url, this.maxBytes) : undefined);
+      this.abort(this.maxBytes !== -1 ? tooLarge(this.url, this.maxBytes) : undefined);
       return false;
     }
-    if (this.sink) this.sink(chunk);
+    if (this.sinking) this.sink(chunk);
     else this.chunks.push(chunk);
     return true;
   }
@@ -350,23 +357,24 @@ class Exchange implements Dispatcher.DispatchHandlers {
 
   /** Stops the exchange and closes its connection; `reason` becomes the body's error. */
   abort(reason?: Error): void {
-    if (this.reason !== null || this.outcome !== undefined) return;
+    if (this.reason !== null || this.ended) return;
     this.reason = reason ?? new Error('aborted');
-    this.aborter?.(this.reason);
+    this.aborter(this.reason);
   }
 
   /** Reads the rest of a short body only to keep the connection; a long one closes it. */
   discard(): void {
     this.chunks = [];
-    this.sink = () => undefined;
-    this.maxBytes = null;
+    this.sinking = true;
+    this.sink = ignoreChunk;
+    this.maxBytes = -1;
     this.limit = this.received + DISCARD_LIMIT;
   }
 
   /** The whole body, in one buffer that owns its memory (it can be transferred to a worker). */
   async readAll(maxBytes: number): Promise<Buffer> {
     this.setLimit(maxBytes, maxBytes);
-    const err = await this.ended();
+    const err = await this.whenEnded();
     if (err !== null) throw err instanceof StrataError ? err : networkError(this.url, err, 'before the whole body arrived');
     const out = Buffer.allocUnsafeSlow(this.received);
     let at = 0;
@@ -398,10 +406,11 @@ class Exchange implements Dispatcher.DispatchHandlers {
     };
     try {
       const early = this.chunks.splice(0);
+      this.sinking = true;
       this.sink = write;
       this.setLimit(maxBytes - written, maxBytes);
       for (const c of early) write(c);
-      const err = await this.ended();
+      const err = await this.whenEnded();
       if (failed) throw failed;
       if (err !== null) throw err instanceof StrataError ? err : networkError(this.url, err, `after ${written} bytes`);
     } finally {
@@ -421,13 +430,14 @@ class Exchange implements Dispatcher.DispatchHandlers {
   }
 
   private finish(err: Error | null): void {
-    if (this.outcome !== undefined) return;
-    this.outcome = err;
-    this.onEnd?.(err);
+    if (this.ended) return;
+    this.ended = true;
+    this.failure = err;
+    this.onEnd(err);
   }
 
-  private ended(): Promise<Error | null> {
-    if (this.outcome !== undefined) return Promise.resolve(this.outcome);
+  private whenEnded(): Promise<Error | null> {
+    if (this.ended) return Promise.resolve(this.failure);
     return new Promise((resolve) => (this.onEnd = resolve));
   }
 }
