@@ -4,14 +4,16 @@ import { Command, CommanderError } from 'commander';
 import { handleError } from './output.js';
 import { COMMANDS } from './commands/index.js';
 
-export function buildProgram(): Command {
+/** The program with the command `argv` names, or with all of them (help, --version, an unknown name). */
+export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('strata')
     .description('Image-based, immutable OS updates: an OSTree-compatible repository, deployments and fleet rollouts')
     .version('0.1.0')
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const register of COMMANDS) register(program);
+  const named = COMMANDS.find(([name]) => name === argv[0]);
+  for (const [, load] of named ? [named] : COMMANDS) (await load()).register(program);
   const override = (c: Command): void => {
     c.exitOverride();
     c.commands.forEach(override);
@@ -21,7 +23,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return Number(process.exitCode ?? 0);
