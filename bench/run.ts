@@ -88,7 +88,7 @@ function parseOptions(argv: string[]): Options {
   const suite = positionals[0] ?? 'commit';
   if (!(SUITES as readonly string[]).includes(suite)) throw new UsageError(`unknown suite '${suite}'; suites: ${SUITES.join(', ')}`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
-  const rounds = values.rounds === undefined ? (suite === 'pull' || suite === 'compose' ? 3 : 5) : Number(values.rounds);
+  const rounds = values.rounds === undefined ? (suite === 'compose' ? 3 : 5) : Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`--rounds needs a whole number >= 1, got '${values.rounds}'`);
   if (suite !== 'commit' && values.only !== undefined) throw new UsageError(`--only belongs to the commit suite; usage: run.js ${COMMIT_USAGE}`);
   if (suite !== 'deploy' && values.kernel !== undefined) throw new UsageError(`--kernel belongs to the deploy suite; usage: run.js ${COMMIT_USAGE}`);

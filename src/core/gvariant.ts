@@ -237,7 +237,7 @@ function offsetSizeForBody(body: number, count: number): number {
 }
 
 /** The framing offset size for a container whose total serialized size is `size`. */
-function offsetSizeForTotal(size: number): number {
+export function offsetSizeForTotal(size: number): number {
   if (size > 0xffffffff) return 8;
   if (size > 0xffff) return 4;
   if (size > 0xff) return 2;
@@ -421,8 +421,23 @@ function readValue(t: GVariantType, buf: Buffer, start: number, end: number, dep
   }
 }
 
+/**
+ * The framing of a non-empty array of variable-size elements in [start, end):
+ * the offset size, where the elements end (relative to start) and how many
+ * there are; each element's end is the offset at start + lastEnd + i * osz.
+ */
+export function arrayFraming(buf: Buffer, start: number, end: number): { osz: number; lastEnd: number; count: number } {
+  const size = end - start;
+  const osz = offsetSizeForTotal(size);
+  const lastEnd = readOffset(buf, end - osz, osz, end);
+  if (lastEnd > size) throw malformed('array framing offset past the end');
+  const framing = size - lastEnd;
+  if (framing % osz !== 0 || framing === 0) throw malformed('array framing has a bad size');
+  return { osz, lastEnd, count: framing / osz };
+}
+
 /** Reads a framing offset at `at`, which must lie wholly before `limit`. */
-function readOffset(buf: Buffer, at: number, size: number, limit: number): number {
+export function readOffset(buf: Buffer, at: number, size: number, limit: number): number {
   if (at < 0 || at + size > limit || at + size > buf.length) throw malformed('framing offset out of bounds');
   switch (size) {
     case 1:
@@ -455,12 +470,7 @@ function readArray(element: GVariantType, buf: Buffer, start: number, end: numbe
     for (let p = start; p < end; p += element.fixed) out.push(readValue(element, buf, p, p + element.fixed, depth + 1));
     return out;
   }
-  const osz = offsetSizeForTotal(size);
-  const lastEnd = readOffset(buf, end - osz, osz, end);
-  if (lastEnd > size) throw malformed('array framing offset past the end');
-  const framing = size - lastEnd;
-  if (framing % osz !== 0 || framing === 0) throw malformed('array framing has a bad size');
-  const count = framing / osz;
+  const { osz, lastEnd, count } = arrayFraming(buf, start, end);
   const out: unknown[] = [];
   let prev = 0;
   for (let i = 0; i < count; i++) {

@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { StrataError } from '../errors.js';
-import { parse, parseType, serialize, type Variant } from './gvariant.js';
+import { arrayFraming, offsetSizeForTotal, parse, parseType, readOffset, serialize, type Variant } from './gvariant.js';
 
 /** A SHA-256 checksum in lowercase hex: the name of every object. */
 export type Checksum = string & { readonly __brand: 'Checksum' };
@@ -183,20 +183,24 @@ export function validateEntryName(name: string): void {
  */
 export function parseDirTree(data: Uint8Array): DirTree {
   const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  const size = buf.length;
-  const osz = offsetSize(size);
-  // The first array is a variable-size member before the last: one framing offset ends the tuple.
-  if (osz === 0) throw treeMalformed('tuple framing offsets missing');
-  const bodyEnd = size - osz;
-  const filesEnd = frameOffset(buf, bodyEnd, osz, size);
-  if (filesEnd > bodyEnd) throw treeMalformed('tuple member out of bounds');
   const files: DirTreeFile[] = [];
   const dirs: DirTreeDir[] = [];
-  const fileNames = readTreeArray(buf, 0, filesEnd, 1, (start, end, nameEnd, fields) => {
-    files.push({ name: entryName(buf, start, nameEnd), checksum: checksumField(buf, fields[0], end) });
-  });
-  const dirNames = readTreeArray(buf, filesEnd, bodyEnd, 2, (start, end, nameEnd, fields) => {
-    dirs.push({ name: entryName(buf, start, nameEnd), tree: checksumField(buf, fields[0], fields[1]), meta: checksumField(buf, fields[1], end) });
+  const [fileNames, dirNames] = asObjectError('dirtree', () => {
+    const size = buf.length;
+    const osz = offsetSizeForTotal(size);
+    // The first array is a variable-size member before the last: one framing offset ends the tuple.
+    if (osz === 0) throw new StrataError('GVARIANT_MALFORMED', 'malformed GVariant data: tuple framing offsets missing');
+    const bodyEnd = size - osz;
+    const filesEnd = readOffset(buf, bodyEnd, osz, size);
+    if (filesEnd > bodyEnd) throw new StrataError('GVARIANT_MALFORMED', 'malformed GVariant data: tuple member out of bounds');
+    return [
+      readTreeArray(buf, 0, filesEnd, 1, (start, end, nameEnd, fields) => {
+        files.push({ name: entryName(buf, start, nameEnd), checksum: checksumField(buf, fields[0], end) });
+      }),
+      readTreeArray(buf, filesEnd, bodyEnd, 2, (start, end, nameEnd, fields) => {
+        dirs.push({ name: entryName(buf, start, nameEnd), tree: checksumField(buf, fields[0], fields[1]), meta: checksumField(buf, fields[1], end) });
+      }),
+    ];
   });
   checkNames(buf, files, fileNames);
   checkNames(buf, dirs, dirNames);
@@ -210,25 +214,7 @@ export function parseDirTree(data: Uint8Array): DirTree {
   return { files, dirs };
 }
 
-function treeMalformed(reason: string): StrataError {
-  return new StrataError('OBJECT_MALFORMED', `corrupt dirtree object: malformed GVariant data: ${reason}`, { what: 'dirtree' });
-}
-
-/** GVariant's framing offset size for a container of `size` bytes. */
-function offsetSize(size: number): number {
-  return size > 0xffffffff ? 8 : size > 0xffff ? 4 : size > 0xff ? 2 : size > 0 ? 1 : 0;
-}
-
-/** A little-endian framing offset of `osz` bytes at `at`, which must lie before `limit`. */
-function frameOffset(buf: Buffer, at: number, osz: number, limit: number): number {
-  if (at < 0 || at + osz > limit) throw treeMalformed('framing offset out of bounds');
-  if (osz === 1) return buf[at];
-  if (osz === 2) return buf[at] | (buf[at + 1] << 8);
-  if (osz === 4) return buf.readUInt32LE(at);
-  const v = buf.readBigUInt64LE(at);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw treeMalformed('framing offset out of range');
-  return Number(v);
-}
+const gvMalformed = (reason: string): StrataError => new StrataError('GVARIANT_MALFORMED', `malformed GVariant data: ${reason}`, { reason });
 
 /**
  * An array of `(s ay…)` tuples in [start, end) whose `extra` byte-array
@@ -240,35 +226,29 @@ function readTreeArray(
   buf: Buffer, start: number, end: number, extra: number,
   each: (start: number, end: number, nameEnd: number, fields: number[]) => void,
 ): number[] {
-  const size = end - start;
   const names: number[] = [];
-  if (size === 0) return names;
-  const osz = offsetSize(size);
-  const lastEnd = frameOffset(buf, end - osz, osz, end);
-  if (lastEnd > size) throw treeMalformed('array framing offset past the end');
-  const framing = size - lastEnd;
-  if (framing % osz !== 0 || framing === 0) throw treeMalformed('array framing has a bad size');
-  const count = framing / osz;
+  if (end === start) return names;
+  const { osz, lastEnd, count } = arrayFraming(buf, start, end);
   const fields: number[] = new Array(extra).fill(0);
   let prev = 0;
   for (let i = 0; i < count; i++) {
-    const elEnd = frameOffset(buf, start + lastEnd + i * osz, osz, end);
-    if (prev > elEnd || elEnd > lastEnd) throw treeMalformed('array framing offsets out of order');
+    const elEnd = readOffset(buf, start + lastEnd + i * osz, osz, end);
+    if (prev > elEnd || elEnd > lastEnd) throw gvMalformed('array framing offsets out of order');
     const es = start + prev;
     const ee = start + elEnd;
     // The tuple: the name and all byte arrays but the last end at offsets read backwards from its end.
-    const eosz = offsetSize(ee - es);
+    const eosz = offsetSizeForTotal(ee - es);
     const bodyEnd = ee - es - extra * eosz;
-    if (eosz === 0 || bodyEnd < 0) throw treeMalformed('tuple framing offsets missing');
+    if (eosz === 0 || bodyEnd < 0) throw gvMalformed('tuple framing offsets missing');
     let framingEnd = ee - es;
     let pos = 0;
     for (let m = 0; m < extra; m++) {
       framingEnd -= eosz;
-      const memberEnd = frameOffset(buf, es + framingEnd, eosz, ee);
-      if (memberEnd < pos || memberEnd > bodyEnd) throw treeMalformed('tuple member out of bounds');
+      const memberEnd = readOffset(buf, es + framingEnd, eosz, ee);
+      if (memberEnd < pos || memberEnd > bodyEnd) throw gvMalformed('tuple member out of bounds');
       if (m === 0) {
-        if (memberEnd === 0 || buf[es + memberEnd - 1] !== 0) throw treeMalformed('string without NUL terminator');
-        if (buf.indexOf(0, es) !== es + memberEnd - 1) throw treeMalformed('string with an embedded NUL');
+        if (memberEnd === 0 || buf[es + memberEnd - 1] !== 0) throw gvMalformed('string without NUL terminator');
+        if (buf.indexOf(0, es) !== es + memberEnd - 1) throw gvMalformed('string with an embedded NUL');
         names.push(es, es + memberEnd - 1);
       } else fields[m - 1] = es + pos;
       pos = memberEnd;
@@ -284,7 +264,7 @@ function readTreeArray(
 function entryName(buf: Buffer, start: number, end: number): string {
   for (let i = start; i < end; i++) {
     if (buf[i] >= 0x80) {
-      if (!isUtf8(buf.subarray(start, end))) throw treeMalformed('string is not valid UTF-8');
+      if (!isUtf8(buf.subarray(start, end))) throw gvMalformed('string is not valid UTF-8');
       return buf.toString('utf8', start, end);
     }
   }
@@ -505,8 +485,13 @@ export function fileChecksum(m: FileMeta, content?: Uint8Array): Checksum {
 }
 
 function parseObject(type: ReturnType<typeof parseType>, data: Uint8Array, what: string): unknown {
+  return asObjectError(what, () => parse(type, data));
+}
+
+/** Runs a parse; malformed GVariant data becomes OBJECT_MALFORMED naming the kind of object. */
+function asObjectError<T>(what: string, fn: () => T): T {
   try {
-    return parse(type, data);
+    return fn();
   } catch (err) {
     if (err instanceof StrataError && err.code === 'GVARIANT_MALFORMED') {
       throw new StrataError('OBJECT_MALFORMED', `corrupt ${what} object: ${err.message}`, { what });
