@@ -131,8 +131,9 @@ export const DEFAULT_JOBS = 8;
  * Objects waiting for (or in) the workers beyond which this thread verifies
  * and stages fetched objects itself: the HTTP client and the walk leave it
  * idle about 40% of a full pull, while the worker falls behind. On two cores,
- * full pulls of rootfs-b went from 1.91-1.95 s to 1.68-1.73 s median (8, 16
- * and 32 did less; 80 and 96 about the same), with 1-3% more CPU.
+ * full pulls of rootfs-b went from 1.91-1.95 s to 1.68-1.73 s median, with
+ * about 1% more CPU (16: no gain and 0.3 s more CPU; 32 and 48 less gain;
+ * 80 and 96 about the same).
  */
 const INLINE_BACKLOG = 64;
 /** Fetched objects waiting for (or in) a worker at most, beside the requests in flight; bodies up to 1 MiB each. */
