@@ -51,7 +51,7 @@ const BASIC: Record<BasicCode, { align: number; fixed: number | undefined }> = {
   g: { align: 1, fixed: undefined },
 };
 
-function malformed(reason: string): StrataError {
+export function malformed(reason: string): StrataError {
   return new StrataError('GVARIANT_MALFORMED', `malformed GVariant data: ${reason}`, { reason });
 }
 

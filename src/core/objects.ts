@@ -7,7 +7,7 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { StrataError } from '../errors.js';
-import { arrayFraming, offsetSizeForTotal, parse, parseType, readOffset, serialize, type Variant } from './gvariant.js';
+import { arrayFraming, malformed as gvMalformed, offsetSizeForTotal, parse, parseType, readOffset, serialize, type Variant } from './gvariant.js';
 
 /** A SHA-256 checksum in lowercase hex: the name of every object. */
 export type Checksum = string & { readonly __brand: 'Checksum' };
@@ -189,16 +189,16 @@ export function parseDirTree(data: Uint8Array): DirTree {
     const size = buf.length;
     const osz = offsetSizeForTotal(size);
     // The first array is a variable-size member before the last: one framing offset ends the tuple.
-    if (osz === 0) throw new StrataError('GVARIANT_MALFORMED', 'malformed GVariant data: tuple framing offsets missing');
+    if (osz === 0) throw gvMalformed('tuple framing offsets missing');
     const bodyEnd = size - osz;
     const filesEnd = readOffset(buf, bodyEnd, osz, size);
-    if (filesEnd > bodyEnd) throw new StrataError('GVARIANT_MALFORMED', 'malformed GVariant data: tuple member out of bounds');
+    if (filesEnd > bodyEnd) throw gvMalformed('tuple member out of bounds');
     return [
       readTreeArray(buf, 0, filesEnd, 1, (start, end, nameEnd, fields) => {
-        files.push({ name: entryName(buf, start, nameEnd), checksum: checksumField(buf, fields[0], end) });
+        files.push({ name: entryName(buf, start, nameEnd), checksum: checksumFromBytes(buf.subarray(fields[0], end)) });
       }),
       readTreeArray(buf, filesEnd, bodyEnd, 2, (start, end, nameEnd, fields) => {
-        dirs.push({ name: entryName(buf, start, nameEnd), tree: checksumField(buf, fields[0], fields[1]), meta: checksumField(buf, fields[1], end) });
+        dirs.push({ name: entryName(buf, start, nameEnd), tree: checksumFromBytes(buf.subarray(fields[0], fields[1])), meta: checksumFromBytes(buf.subarray(fields[1], end)) });
       }),
     ];
   });
@@ -213,8 +213,6 @@ export function parseDirTree(data: Uint8Array): DirTree {
   }
   return { files, dirs };
 }
-
-const gvMalformed = (reason: string): StrataError => new StrataError('GVARIANT_MALFORMED', `malformed GVariant data: ${reason}`, { reason });
 
 /**
  * An array of `(s ay…)` tuples in [start, end) whose `extra` byte-array
@@ -269,11 +267,6 @@ function entryName(buf: Buffer, start: number, end: number): string {
     }
   }
   return buf.toString('latin1', start, end);
-}
-
-function checksumField(buf: Buffer, start: number, end: number): Checksum {
-  if (end - start !== 32) throw new StrataError('OBJECT_MALFORMED', `checksum field has ${end - start} bytes, not 32`);
-  return buf.toString('hex', start, end) as Checksum;
 }
 
 /** Byte order of the names at `i` and `j` (two numbers per name in each span list), as strcmp. */

@@ -241,6 +241,13 @@ interface Ctx {
   pending: Promise<void>[];
   /** What objects/ holds (listed once; the transaction's lock keeps it from changing under us). */
   lookup: ObjectLookup;
+  /** Where and how content objects are staged, made once (see stageContext). */
+  stage: StageContext | null;
+}
+
+/** Whether an object is staged in this transaction or already in the repository. */
+function present(ctx: Ctx, checksum: Checksum, type: ObjectType): boolean {
+  return ctx.staged.has(`${checksum}.${type}`) || ctx.lookup.has(checksum, type);
 }
 
 /** Waits for every content object handed to a worker; the first failure is thrown once all have settled. */
@@ -259,9 +266,11 @@ function stageMetadata(ctx: Ctx, type: ObjectType, expected: Checksum, bytes: Bu
 }
 
 function stageContext(ctx: Ctx): StageContext {
+  if (ctx.stage) return ctx.stage;
   const sc: StageContext = { repoPath: ctx.repo.path, stagingDir: ctx.tx.stagingDir, archive: ctx.repo.archive, level: 6 };
   // On this thread the listing answers; a worker asks the filesystem (a function does not travel).
   if (ctx.inline) sc.hasFile = (checksum) => ctx.lookup.has(checksum, 'file');
+  ctx.stage = sc;
   return sc;
 }
 
@@ -497,12 +506,11 @@ async function applyFallback(ctx: Ctx, fetch: FetchFile, type: ObjectType, check
 
 /** Every object of `to`'s tree must be in the repository or staged now. */
 function checkComplete(ctx: Ctx, sb: Superblock): void {
-  const has = (checksum: Checksum, type: ObjectType): boolean => ctx.staged.has(`${checksum}.${type}`) || ctx.lookup.has(checksum, type);
   const seen = new Set<string>();
   const missing = (what: string): StrataError =>
     new StrataError('DELTA_CORRUPT', `delta ${deltaName(sb)} leaves ${what} of commit ${sb.to} missing`, { to: sb.to });
   const walk = (tree: Checksum, meta: Checksum): void => {
-    if (!has(meta, 'dirmeta')) throw missing(`dirmeta ${meta}`);
+    if (!present(ctx, meta, 'dirmeta')) throw missing(`dirmeta ${meta}`);
     if (seen.has(tree)) return;
     seen.add(tree);
     const bytes = ctx.staged.get(`${tree}.dirtree`);
@@ -510,7 +518,7 @@ function checkComplete(ctx: Ctx, sb: Superblock): void {
     if (bytes) t = parseDirTree(bytes);
     else if (ctx.lookup.has(tree, 'dirtree')) t = ctx.repo.loadDirTree(tree);
     else throw missing(`dirtree ${tree}`);
-    for (const f of t.files) if (!has(f.checksum, 'file')) throw missing(`file ${f.checksum} (${f.name})`);
+    for (const f of t.files) if (!present(ctx, f.checksum, 'file')) throw missing(`file ${f.checksum} (${f.name})`);
     for (const d of t.dirs) walk(d.tree, d.meta);
   };
   const commit = parseCommit(sb.commit);
@@ -561,7 +569,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   const inline = (opts.staging ?? 'auto') === 'auto' ? indexes !== null && os.availableParallelism() <= 2 : opts.staging === 'inline';
   const tx = Transaction.begin(repo);
   // The workers start now: they load while the first part is fetched and decompressed.
-  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: inline ? null : new WorkerPool(), inline, pending: [], lookup: new ObjectLookup(repo) };
+  const ctx: Ctx = { repo, tx, staged: new Map(), written: 0, pool: inline ? null : new WorkerPool(), inline, pending: [], lookup: new ObjectLookup(repo), stage: null };
   let partsSkipped = 0;
   try {
     // The next parts are fetched and decompressed (xz processes, on the other core) while one is applied.
@@ -569,7 +577,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
     const load = async (i: number): Promise<PartSource | null> => {
       const h = sb.parts[i];
       if (h.version !== 0) throw corrupt(`delta part ${i} has version ${h.version}; strata reads version 0`);
-      if (h.objects.every((o) => ctx.lookup.has(o.checksum, o.type) || ctx.staged.has(`${o.checksum}.${o.type}`))) return null;
+      if (h.objects.every((o) => present(ctx, o.checksum, o.type))) return null;
       const body = await fetch(`${dir}/${i}`);
       bytesFetched += body.length;
       if (body.length !== h.size || sha256hex(body) !== h.checksum) {
@@ -610,7 +618,7 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
       for (const stream of streams) stream.kill();
     }
     for (const f of sb.fallbacks) {
-      if (ctx.lookup.has(f.checksum, f.type) || ctx.staged.has(`${f.checksum}.${f.type}`)) continue;
+      if (present(ctx, f.checksum, f.type)) continue;
       bytesFetched += await applyFallback(ctx, fetch, f.type, f.checksum);
     }
     // Every object is handed out by now (ctx.staged names it): the tree is

@@ -108,11 +108,7 @@ export class Fetcher {
         throw notFound(ex.url);
       }
       expectStatus(ex, [200]);
-      const declared = Number(ex.header('content-length'));
-      if (Number.isFinite(declared) && declared > maxBytes) {
-        ex.abort();
-        throw tooLarge(ex.url, maxBytes);
-      }
+      ex.declaredLength(maxBytes);
       return ex.readAll(maxBytes);
     });
   }
@@ -136,38 +132,33 @@ export class Fetcher {
       const etag = have > 0 ? readSmall(etagFile) : null;
       const headers: Record<string, string> = etag !== null ? { range: `bytes=${have}-`, 'if-range': etag } : {};
       const ex = await this.request(rel, headers);
-      const url = ex.url;
       if (ex.status === 416) {
         // The partial is as long as (or longer than) the file: start over.
         ex.discard();
         fs.rmSync(partial, { force: true });
-        throw new TransientError(`${url.href}: 416 for a stale partial download`);
+        throw new TransientError(`${ex.url.href}: 416 for a stale partial download`);
       }
       if (ex.status === 404) {
         ex.discard();
-        throw notFound(url);
+        throw notFound(ex.url);
       }
       expectStatus(ex, [200, 206]);
-      const length = Number(ex.header('content-length'));
       if (ex.status === 206) {
         const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(ex.header('content-range') ?? '');
         if (!m || Number(m[1]) !== have) {
           ex.discard();
           fs.rmSync(partial, { force: true });
-          throw new TransientError(`${url.href}: answered a range that does not continue the partial download`);
+          throw new TransientError(`${ex.url.href}: answered a range that does not continue the partial download`);
         }
         if (Number(m[2]) + 1 - have > opts.maxBytes) {
           ex.abort();
-          throw tooLarge(url, opts.maxBytes);
+          throw tooLarge(ex.url, opts.maxBytes);
         }
         this.bytesResumed += have;
         await ex.toFile(partial, 'a', opts.maxBytes);
         return { kind: 'file', path: partial, resumedFrom: have };
       }
-      if (Number.isFinite(length) && length > opts.maxBytes) {
-        ex.abort();
-        throw tooLarge(url, opts.maxBytes);
-      }
+      const length = ex.declaredLength(opts.maxBytes);
       if (Number.isFinite(length) && length <= MEMORY_LIMIT) {
         if (mayExist) fs.rmSync(partial, { force: true });
         return { kind: 'buffer', body: await ex.readAll(opts.maxBytes) };
@@ -252,9 +243,8 @@ export class Fetcher {
 }
 
 const NO_HEADERS: Buffer[] = [];
-const ignoreChunk = (): void => undefined;
-const ignoreAbort = (): void => undefined;
-const ignoreEnd = (): void => undefined;
+/** The placeholder of every function field (a function from the start; see Exchange). */
+const nothing = (): void => undefined;
 
 /** Characters a repository path may hold without percent-encoding. */
 const SIMPLE_PATH = /^[A-Za-z0-9._~+=/-]+$/;
@@ -280,14 +270,14 @@ class Exchange implements Dispatcher.DispatchHandlers {
   private maxBytes = -1;
   /** Where body chunks go once the caller chose (`sinking`); before that they wait in `chunks`. */
   private sinking = false;
-  private sink: (chunk: Buffer) => void = ignoreChunk;
-  private aborter: (err?: Error) => void = ignoreAbort;
+  private sink: (chunk: Buffer) => void = nothing;
+  private aborter: (err?: Error) => void = nothing;
   private headSettled = false;
-  private settleHead: (err: Error | null) => void = ignoreEnd;
+  private settleHead: (err: Error | null) => void = nothing;
   /** Whether the body has ended, and how it failed (null: it did not). */
   private ended = false;
   private failure: Error | null = null;
-  private onEnd: (err: Error | null) => void = ignoreEnd;
+  private onEnd: (err: Error | null) => void = nothing;
   /** Our own reason for aborting (too large, a failed write): reported as it is. */
   private reason: Error | null = null;
 
@@ -303,6 +293,17 @@ class Exchange implements Dispatcher.DispatchHandlers {
 
   get url(): URL {
     return new URL(this.pathname, this.origin);
+  }
+
+  /** The Content-Length the answer declares (NaN when none); more than `maxBytes` aborts it and throws. */
+  declaredLength(maxBytes: number): number {
+    const length = Number(this.header('content-length'));
+    if (length > maxBytes) {
+      const err = tooLarge(this.url, maxBytes);
+      this.abort(err);
+      throw err;
+    }
+    return length;
   }
 
   /** A response header's value (the first, when repeated); `name` in lower case. */
@@ -366,7 +367,7 @@ class Exchange implements Dispatcher.DispatchHandlers {
   discard(): void {
     this.chunks = [];
     this.sinking = true;
-    this.sink = ignoreChunk;
+    this.sink = nothing;
     this.maxBytes = -1;
     this.limit = this.received + DISCARD_LIMIT;
   }

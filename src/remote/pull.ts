@@ -425,6 +425,7 @@ class PullSession {
   private readonly waitingMeta: (() => void)[] = [];
   private readonly waitingContent: (() => void)[] = [];
   private pool: WorkerPool | null = null;
+  /** What objects/ holds, listed once (an object another writer adds meanwhile is only fetched again). */
   private readonly lookup: ObjectLookup;
   private known = 0;
   private failure: unknown = null;
@@ -511,14 +512,9 @@ class PullSession {
     const key = `${checksum}.${type}`;
     if (this.seen.has(key)) return;
     this.seen.add(key);
-    if (type !== 'dirtree' && this.has(checksum, type)) return;
+    if (type !== 'dirtree' && this.lookup.has(checksum, type)) return;
     this.known++;
     this.schedule(type === 'file' ? 'content' : 'meta', () => (type === 'file' ? this.content(checksum) : this.metadata(checksum, type)));
-  }
-
-  /** Whether the repository has an object (an object another writer adds meanwhile is only fetched again). */
-  private has(checksum: Checksum, type: ObjectType): boolean {
-    return this.lookup.has(checksum, type);
   }
 
   private schedule(kind: 'meta' | 'content', task: () => Promise<void>): void {
@@ -570,7 +566,7 @@ class PullSession {
   /** A dirtree or dirmeta: from the repository, the staging area, or the remote, hashed before use. */
   private async metadata(checksum: Checksum, type: 'dirtree' | 'dirmeta'): Promise<void> {
     let bytes: Buffer | null = null;
-    const inRepo = this.has(checksum, type);
+    const inRepo = this.lookup.has(checksum, type);
     if (inRepo) {
       // A tree stored earlier may still lack children (an interrupted ostree pull): walk it.
       if (type === 'dirtree') this.scanTree(checksum, this.repo.readMetadataBytes(checksum, type), this.repo.objectFile(checksum, type));
@@ -637,7 +633,7 @@ class PullSession {
     const rel = objectPath(checksum, 'file', true);
     const partial = `${this.dir}/${checksum}.filez.partial`;
     const noEarlierPartial = !this.leftOver.has(`${checksum}.filez.partial`);
-    const objectDir = `${this.repo.path}/objects/${checksum.slice(0, 2)}`;
+    const objectDir = this.repo.objectDir(checksum);
     for (let attempt = 0; ; attempt++) {
       const got = await this.request('content', () => this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT, noEarlierPartial }));
       const job: PulledObject = { checksum, staged, archive: this.repo.archive, objectDir };

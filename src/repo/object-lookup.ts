@@ -30,18 +30,18 @@ export class ObjectLookup {
     const prefix = checksum.slice(0, 2);
     let names = this.dirs.get(prefix);
     if (names === undefined) {
-      names = this.list(prefix);
+      names = this.list(this.repo.objectDir(checksum));
       this.dirs.set(prefix, names);
     }
     if (names === null) return this.repo.hasObject(checksum, type);
     return names.has(`${checksum.slice(2)}.${objectExtension(type, this.repo.archive)}`);
   }
 
-  /** The names in objects/XX (none when it does not exist), or null once listing costs more than looking up. */
-  private list(prefix: string): Set<string> | null {
+  /** The names in an objects/XX directory (none when it does not exist), or null once listing costs more than looking up. */
+  private list(dir: string): Set<string> | null {
     if (this.listed > BUDGET_FACTOR * this.lookups + BUDGET_BASE) return null;
     try {
-      const names = fs.readdirSync(`${this.repo.path}/objects/${prefix}`);
+      const names = fs.readdirSync(dir);
       this.listed += names.length;
       return new Set(names);
     } catch (err) {

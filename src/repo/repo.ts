@@ -97,6 +97,11 @@ export class Repo {
     return `${this.path}/${objectPath(checksum, type, this.archive)}`;
   }
 
+  /** The directory an object lives in, `objects/XX`. */
+  objectDir(checksum: Checksum): string {
+    return `${this.path}/objects/${checksum.slice(0, 2)}`;
+  }
+
   hasObject(checksum: Checksum, type: ObjectType): boolean {
     try {
       fs.accessSync(this.objectFile(checksum, type));

@@ -172,7 +172,7 @@ export class Transaction {
       const objects = path.join(this.repo.path, 'objects');
       for (const s of sorted) {
         const target = this.repo.objectFile(s.checksum, s.type);
-        const dir = target.slice(0, target.lastIndexOf('/'));
+        const dir = this.repo.objectDir(s.checksum);
         if (!touched.has(dir)) {
           fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
           touched.add(dir);
