@@ -1,7 +1,8 @@
 // Extended attributes through @napi-rs/xattr, loaded with require: importing
 // a CommonJS package from ESM has Node scan its source for named exports
-// first, and that scanner was hot enough in every pull (main thread and
-// worker) to be compiled by TurboFan three times.
+// first. Run over undici and this package in every pull (main thread and
+// worker), that scanner became hot enough to be compiled by TurboFan three
+// times; loading both with require took it out.
 
 import { createRequire } from 'node:module';
 
