@@ -25,7 +25,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError, isStrataError } from '../errors.js';
 import {
-  type Checksum, type Commit, type ObjectType, isChecksum, objectPath, parseCommit, parseDirMeta, parseDirTree, parseVardict,
+  type Checksum, type Commit, type ObjectType, isChecksum, objectExtension, objectPath, parseCommit, parseDirMeta, parseDirTree, parseVardict,
 } from '../core/objects.js';
 import { Repo } from '../repo/repo.js';
 import { checkRefWritable, readRef, validateRefName, writeRef } from '../repo/refs.js';
@@ -141,6 +141,17 @@ const MAX_VERIFYING = 96;
 /** OSTREE_MAX_METADATA_SIZE. */
 const MAX_METADATA = 10 * 1024 * 1024;
 const MAX_CONTENT = 64 * 1024 * 1024 * 1024;
+
+/**
+ * Where a verified object waits in a pull's staging area: objects/'s own
+ * layout, so that the commit can move a whole `XX` directory into a
+ * repository that lacks it (a first pull) instead of renaming each object.
+ */
+function stagedRel(checksum: Checksum, type: ObjectType, archive: boolean): string {
+  return `${checksum.slice(0, 2)}/${checksum.slice(2)}.${objectExtension(type, archive)}`;
+}
+
+const STAGED_DIR = /^[0-9a-f]{2}$/;
 
 /** The staging area a pull from `remote` keeps between runs. */
 export function pullStagingDir(repo: Repo, remote: string): string {
@@ -418,6 +429,8 @@ class PullSession {
   private readonly contentQueue: (() => Promise<void>)[] = [];
   /** Names in the staging area when the run began: what an earlier run left. */
   private readonly leftOver = new Set<string>();
+  /** `XX` directories of the staging area known to exist. */
+  private readonly stagedDirs = new Set<string>();
   /** Tasks started (fetching, or waiting for a worker to verify what they fetched). */
   private active = 0;
   /** Requests in flight, at most `jobs`; tasks waiting for one, metadata first. */
@@ -442,11 +455,33 @@ class PullSession {
     readonly onProgress?: (p: PullProgress) => void,
   ) {
     this.lookup = new ObjectLookup(repo);
-    for (const name of fs.readdirSync(dir)) {
-      // Outputs of a killed run that never got their final name.
-      if (name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
-      else this.leftOver.add(name);
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const name = entry.name;
+      if (entry.isDirectory() && STAGED_DIR.test(name)) {
+        // Objects an earlier run verified, in objects/'s layout: `XX/REST.EXT`.
+        for (const f of fs.readdirSync(`${dir}/${name}`)) this.keepLeftOver(`${name}/${f}`);
+        this.stagedDirs.add(name);
+      } else this.keepLeftOver(name);
     }
+  }
+
+  /** Makes the staging area's `XX` directory for `checksum` unless this run made or met it. */
+  private makeStagedDir(checksum: Checksum): void {
+    const xx = checksum.slice(0, 2);
+    if (this.stagedDirs.has(xx)) return;
+    const dir = `${this.dir}/${xx}`;
+    try {
+      fs.mkdirSync(dir, { mode: 0o755 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(err, 'create', dir);
+    }
+    this.stagedDirs.add(xx);
+  }
+
+  private keepLeftOver(name: string): void {
+    // Outputs of a killed run that never got their final name.
+    if (name.endsWith('.tmp')) fs.rmSync(`${this.dir}/${name}`, { force: true });
+    else this.leftOver.add(name);
   }
 
   /**
@@ -560,7 +595,7 @@ class PullSession {
   }
 
   private stagedPath(checksum: Checksum, type: Kind): string {
-    return `${this.dir}/${stagedName(checksum, type, this.repo.archive)}`;
+    return `${this.dir}/${stagedRel(checksum, type, this.repo.archive)}`;
   }
 
   /** A dirtree or dirmeta: from the repository, the staging area, or the remote, hashed before use. */
@@ -574,7 +609,7 @@ class PullSession {
       return;
     }
     const staged = this.stagedPath(checksum, type);
-    if (this.leftOver.has(path.basename(staged))) {
+    if (this.leftOver.has(stagedRel(checksum, type, this.repo.archive))) {
       try {
         const kept = fs.readFileSync(staged);
         if (createHash('sha256').update(kept).digest('hex') === checksum) {
@@ -602,7 +637,10 @@ class PullSession {
     // Parsed (entry names checked) before it is kept: a hostile tree never reaches the staging area.
     if (type === 'dirtree') this.scanTree(checksum, bytes, url);
     else parseWith(() => parseDirMeta(bytes), url);
-    if (fetched) writeStagedFile(staged, bytes);
+    if (fetched) {
+      this.makeStagedDir(checksum);
+      writeStagedFile(staged, bytes);
+    }
     this.staged.push({ checksum, type });
   }
 
@@ -621,7 +659,7 @@ class PullSession {
    */
   private async content(checksum: Checksum): Promise<void> {
     const staged = this.stagedPath(checksum, 'file');
-    if (this.leftOver.has(path.basename(staged))) {
+    if (this.leftOver.has(stagedRel(checksum, 'file', this.repo.archive))) {
       const kept = await this.workers().run<VerifyOutcome>({ kind: 'verify-file', file: staged, checksum, archive: this.repo.archive });
       if (kept.status === 'ok') {
         this.resumed++;
@@ -633,10 +671,10 @@ class PullSession {
     const rel = objectPath(checksum, 'file', true);
     const partial = `${this.dir}/${checksum}.filez.partial`;
     const noEarlierPartial = !this.leftOver.has(`${checksum}.filez.partial`);
-    const objectDir = this.repo.objectDir(checksum);
+    this.makeStagedDir(checksum);
     for (let attempt = 0; ; attempt++) {
       const got = await this.request('content', () => this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT, noEarlierPartial }));
-      const job: PulledObject = { checksum, staged, archive: this.repo.archive, objectDir };
+      const job: PulledObject = { checksum, staged, archive: this.repo.archive };
       const transfer: ArrayBuffer[] = [];
       if (got.kind === 'file') job.file = got.path;
       else {
@@ -682,7 +720,7 @@ function applyPull(repo: Repo, stagingDir: string, session: PullSession): number
       // Objects fetched in this run were absent when the walk met them (a writer storing the same bytes since is harmless); kept ones are looked up.
       if (!o.absent && repo.hasObject(o.checksum, o.type)) continue;
       // One rename per object: from the pull's staging area straight into objects/, after the syncfs.
-      txn.adopt(o.checksum, o.type, `${stagingDir}/${stagedName(o.checksum, o.type, repo.archive)}`);
+      txn.adopt(o.checksum, o.type, `${stagingDir}/${stagedRel(o.checksum, o.type, repo.archive)}`);
     }
     for (const c of session.commits.values()) {
       if (c.meta !== null) {

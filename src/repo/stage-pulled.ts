@@ -24,26 +24,12 @@ export interface PulledObject {
   /** The staged name to write. */
   staged: string;
   archive: boolean;
-  /** The object's directory in objects/, made now so that the final rename needs no mkdir. */
-  objectDir?: string;
 }
 
 /** Bodies inflated in one call; larger content is streamed to bound memory. */
 const INFLATE_IN_MEMORY = 64 * 1024 * 1024;
 /** Largest archive header read from a download on disk (OSTREE_MAX_METADATA_SIZE). */
 const MAX_HEADER = 10 * 1024 * 1024;
-
-const madeDirs = new Set<string>();
-
-function ensureDir(dir: string): void {
-  if (madeDirs.has(dir)) return;
-  try {
-    fs.mkdirSync(dir, { mode: 0o755 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(err, 'create', dir);
-  }
-  madeDirs.add(dir);
-}
 
 type Header = { meta: FileMeta; size: number; bodyOffset: number };
 
@@ -111,7 +97,6 @@ function writeBareUser(file: string, meta: FileMeta, data: Uint8Array): void {
  */
 export async function stagePulled(job: PulledObject): Promise<string> {
   try {
-    if (job.objectDir) ensureDir(job.objectDir);
     const header = readHeader(job);
     if (typeof header === 'string') return header;
     const { meta, size, bodyOffset } = header;

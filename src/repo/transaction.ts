@@ -11,7 +11,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError } from '../errors.js';
-import type { Checksum, ObjectType } from '../core/objects.js';
+import { type Checksum, type ObjectType, objectPath } from '../core/objects.js';
 import { type Repo, fsyncDir } from './repo.js';
 import { stagedName } from './stage-content.js';
 
@@ -167,9 +167,11 @@ export class Transaction {
     try {
       syncFilesystem(this.stagingDir, this.staged.map((s) => this.sourceOf(s)));
       const order = (t: ObjectType): number => (t === 'commit' ? 2 : t === 'commitmeta' ? 1 : 0);
-      const sorted = [...this.staged].sort((a, b) => order(a.type) - order(b.type));
       const touched = new Set<string>();
       const objects = path.join(this.repo.path, 'objects');
+      const moved = this.moveWholeDirs();
+      if (moved.size > 0) touched.add(objects);
+      const sorted = this.staged.filter((s) => !moved.has(s)).sort((a, b) => order(a.type) - order(b.type));
       for (const s of sorted) {
         const target = this.repo.objectFile(s.checksum, s.type);
         const dir = this.repo.objectDir(s.checksum);
@@ -189,6 +191,42 @@ export class Transaction {
     } finally {
       this.finish();
     }
+  }
+
+  /**
+   * Adopted objects that wait in a directory of objects/'s layout (`XX/REST.EXT`,
+   * a pull's staging area) go in with one rename of that directory when
+   * objects/XX does not exist yet and the directory holds exactly them: a
+   * first pull moves 256 directories instead of thousands of files. Commits
+   * never go this way (they are renamed last, one by one). Returns the
+   * objects moved; any other case falls back to renaming each object.
+   */
+  private moveWholeDirs(): Set<Staged> {
+    const groups = new Map<string, Staged[]>();
+    for (const s of this.staged) {
+      if (s.source === undefined || s.type === 'commit' || s.type === 'commitmeta') continue;
+      // `/XX/REST.EXT`: the object's name under objects/.
+      const tail = objectPath(s.checksum, s.type, this.repo.archive).slice('objects'.length);
+      if (!s.source.endsWith(tail)) continue;
+      const dir = s.source.slice(0, s.source.length - tail.length + 3);
+      const group = groups.get(dir);
+      if (group) group.push(s);
+      else groups.set(dir, [s]);
+    }
+    const moved = new Set<Staged>();
+    for (const [dir, group] of groups) {
+      const target = this.repo.objectDir(group[0].checksum);
+      if (fs.existsSync(target) || fs.readdirSync(dir).length !== group.length) continue;
+      try {
+        fs.renameSync(dir, target);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST' || code === 'ENOTEMPTY') continue; // made meanwhile by another writer: one by one
+        throw err;
+      }
+      for (const s of group) moved.add(s);
+    }
+    return moved;
   }
 
   private sourceOf(s: Staged): string {

@@ -77,7 +77,8 @@ describe('SIGKILL during pull', () => {
     const partial = path.join(staging, `${bigName}.partial`);
     const deadline = Date.now() + 60_000;
     for (;;) {
-      const staged = fs.existsSync(staging) ? fs.readdirSync(staging).filter((n) => /\.(file|filez|dirtree|dirmeta)$/.test(n)).length : 0;
+      // Verified objects wait in objects/'s layout (XX/REST.EXT); downloads in progress beside them.
+      const staged = fs.existsSync(staging) ? (fs.readdirSync(staging, { recursive: true }) as string[]).filter((n) => /^[0-9a-f]{2}\/[0-9a-f]{62}\.(file|filez|dirtree|dirmeta)$/.test(n)).length : 0;
       const partialSize = fs.existsSync(partial) ? fs.statSync(partial).size : 0;
       if (staged >= 50 && partialSize > 512 * 1024) break;
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`pull was not caught half-way (staged ${staged}, partial ${partialSize}, exit ${child.exitCode}): ${stderr}`);
