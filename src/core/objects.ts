@@ -434,12 +434,23 @@ export function archiveInflateOptions(size: number): { maxOutputLength: number; 
 /** Parses an archive `.filez` header; returns the metadata, size and where the compressed body starts. */
 export function parseArchiveHeader(data: Uint8Array): { meta: FileMeta; size: number; bodyOffset: number } {
   const { variant, rest } = readLenPrefixed(data, 'archive file object');
+  if (variant.length === 26 && variant[24] === 0 && variant[25] === 25) {
+    // A regular file without xattrs (nearly every object) has a fixed layout: size, then uid, gid, mode and
+    // rdev as big-endian words, the empty string's NUL, the empty xattr array, the string's end offset (25).
+    // Read directly, as the generic reader would read it (a unit test compares).
+    if (variant.readUInt32BE(20) !== 0) throw new StrataError('OBJECT_MALFORMED', 'file object with a device number');
+    const meta = validateFileMeta({ uid: variant.readUInt32BE(8), gid: variant.readUInt32BE(12), mode: variant.readUInt32BE(16), symlinkTarget: '', xattrs: [] });
+    return { meta, size: archiveSize(variant.readBigUInt64BE(0)), bodyOffset: rest };
+  }
   const [size, uid, gid, mode, rdev, target, xattrs] = parseObject(ARCHIVE_HEADER, variant, 'archive file header') as [bigint, number, number, number, number, string, [Buffer, Buffer][]];
   if (rdev !== 0) throw new StrataError('OBJECT_MALFORMED', 'file object with a device number');
   const meta = validateFileMeta({ uid: bswap32(uid), gid: bswap32(gid), mode: bswap32(mode), symlinkTarget: target, xattrs: xattrsFromGVariant(xattrs) });
-  const bytes = bswap64(size);
+  return { meta, size: archiveSize(bswap64(size)), bodyOffset: rest };
+}
+
+function archiveSize(bytes: bigint): number {
   if (bytes > BigInt(Number.MAX_SAFE_INTEGER)) throw new StrataError('OBJECT_MALFORMED', `archive file object claims ${bytes} bytes`);
-  return { meta, size: Number(bytes), bodyOffset: rest };
+  return Number(bytes);
 }
 
 /** Parses a content-stream header (as checksummed); returns metadata and where content starts. */
@@ -454,6 +465,14 @@ export function parseFileHeader(data: Uint8Array): { meta: FileMeta; bodyOffset:
 const BAREUSER_META = parseType('(uuua(ayay))');
 
 export function serializeBareUserMeta(m: FileMeta): Buffer {
+  if (m.xattrs.length === 0 && isU32(m.uid) && isU32(m.gid) && isU32(m.mode)) {
+    // No xattrs (nearly every object): three big-endian words, the layout parseBareUserMeta reads directly.
+    const out = Buffer.allocUnsafe(12);
+    out.writeUInt32BE(m.uid, 0);
+    out.writeUInt32BE(m.gid, 4);
+    out.writeUInt32BE(m.mode, 8);
+    return out;
+  }
   return serialize(BAREUSER_META, [...ownerBe(m), xattrsToGVariant(m.xattrs)]);
 }
 
