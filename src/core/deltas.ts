@@ -64,3 +64,11 @@ export function deltaIndexPath(to: Checksum): string {
   const b = checksumToModifiedBase64(to);
   return `delta-indexes/${b.slice(0, 2)}/${b.slice(2)}.index`;
 }
+
+/**
+ * The superblock digest (hex) of the delta FROM→TO when a summary offers it,
+ * else undefined: what `pull` passes on as `superblockDigest`.
+ */
+export function offeredDelta(view: { staticDeltas: Record<string, string> }, from: Checksum | null, to: Checksum): string | undefined {
+  return Object.hasOwn(view.staticDeltas, deltaName({ from, to })) ? view.staticDeltas[deltaName({ from, to })] : undefined;
+}

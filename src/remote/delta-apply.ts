@@ -641,14 +641,6 @@ export async function applyDelta(opts: ApplyDeltaOptions): Promise<ApplyDeltaRes
   return { name, commit: to, parts: sb.parts.length, partsSkipped, bytesFetched, objectsWritten: ctx.written };
 }
 
-/**
- * The superblock digest (hex) of the delta FROM→TO when a summary offers it,
- * else undefined: what `pull` passes on as `superblockDigest`.
- */
-export function offeredDelta(view: { staticDeltas: Record<string, string> }, from: Checksum | null, to: Checksum): string | undefined {
-  return Object.hasOwn(view.staticDeltas, deltaName({ from, to })) ? view.staticDeltas[deltaName({ from, to })] : undefined;
-}
-
 /** The superblock of a delta in a local repository, parsed (for `static-delta show`). */
 export function readSuperblock(repo: Repo, from: Checksum | null, to: Checksum): Superblock {
   const file = path.join(repo.path, staticDeltaDir({ from, to }), 'superblock');

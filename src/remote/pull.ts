@@ -38,7 +38,8 @@ import { type PulledObject, stagePulled } from '../repo/stage-pulled.js';
 import { type PublicKey, signaturesIn, verifySignatures } from './sign.js';
 import { fetchRemoteSummary, getRemote, remoteKeys } from './remotes.js';
 import { Fetcher } from './fetcher.js';
-import { type FetchFile, applyDelta, offeredDelta } from './delta-apply.js';
+import type { FetchFile } from './delta-apply.js';
+import { offeredDelta } from '../core/deltas.js';
 import type { SummaryView } from './summary.js';
 
 export interface PullOptions {
@@ -209,6 +210,8 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
     const plan = opts.disableStaticDeltas || !summary ? null : chooseDelta(repo, summary, previous, commit);
     if (plan) {
       try {
+        // Loaded only for a pull that applies a delta (a full pull of objects never needs it).
+        const { applyDelta } = await import('./delta-apply.js');
         const r = await applyDelta({
           repo,
           fetch: deltaFetch(fetcher),

@@ -20,7 +20,8 @@ import { type Checksum } from '../../src/core/objects.js';
 import { staticDeltaDir } from '../../src/core/deltas.js';
 import { PART_INDEX_KEY, parsePartPayload, parseSuperblock, serializePartIndex, serializePartPayload, serializeSuperblock } from '../../src/core/delta-format.js';
 import { generateDelta } from '../../src/remote/delta-generate.js';
-import { applyDelta, localFetch, offeredDelta } from '../../src/remote/delta-apply.js';
+import { applyDelta, localFetch } from '../../src/remote/delta-apply.js';
+import { offeredDelta } from '../../src/core/deltas.js';
 
 const hasOstree = spawnSync('ostree', ['--version']).status === 0;
 
