@@ -644,7 +644,7 @@ class PullSession {
       this.makeStagedDir(checksum);
       writeStagedFile(staged, bytes);
     }
-    this.staged.push({ checksum, type });
+    this.staged.push(fetched ? { checksum, type, absent: true } : { checksum, type });
   }
 
   private scanTree(checksum: Checksum, bytes: Buffer, where: string | (() => string)): void {

@@ -165,7 +165,7 @@ export class Transaction {
   commit(): void {
     if (this.done) throw new StrataError('INTERNAL', 'transaction already finished');
     try {
-      syncFilesystem(this.stagingDir, this.staged.map((s) => this.sourceOf(s)));
+      if (this.staged.length > 0) syncFilesystem(this.stagingDir, () => this.staged.map((s) => this.sourceOf(s)));
       const order = (t: ObjectType): number => (t === 'commit' ? 2 : t === 'commitmeta' ? 1 : 0);
       const touched = new Set<string>();
       const objects = path.join(this.repo.path, 'objects');
@@ -263,9 +263,9 @@ export function syncfs(dir: string): boolean {
  * One syncfs for the whole filesystem is far cheaper than an fsync per
  * object; where it is unavailable, fsync each file.
  */
-export function syncFilesystem(dir: string, files: string[]): void {
-  if (files.length === 0 || syncfs(dir)) return;
-  for (const f of files) {
+export function syncFilesystem(dir: string, files: () => string[]): void {
+  if (syncfs(dir)) return;
+  for (const f of files()) {
     const fd = fs.openSync(path.resolve(dir, f), 'r');
     try {
       fs.fsyncSync(fd);
