@@ -153,6 +153,8 @@ function stagedRel(checksum: Checksum, type: ObjectType, archive: boolean): stri
 }
 
 const STAGED_DIR = /^[0-9a-f]{2}$/;
+/** The pid lock that keeps two pulls from one remote apart, in the staging area. */
+const PULL_LOCK = 'lock';
 
 /** The staging area a pull from `remote` keeps between runs. */
 export function pullStagingDir(repo: Repo, remote: string): string {
@@ -204,7 +206,7 @@ export async function pull(opts: PullOptions): Promise<PullResult> {
     } catch (err) {
       throw ioError(err, 'create', stagingDir);
     }
-    unlock = acquirePidLock(path.join(stagingDir, 'lock'), (pid) => new StrataError('REPO_LOCKED', `another pull from ${remote.name} into ${repo.path} is running (process ${pid})`, { pid }));
+    unlock = acquirePidLock(path.join(stagingDir, PULL_LOCK), (pid) => new StrataError('REPO_LOCKED', `another pull from ${remote.name} into ${repo.path} is running (process ${pid})`, { pid }));
     let delta: PullDelta | null = null;
     let deltaStored = 0;
     const plan = opts.disableStaticDeltas || !summary ? null : chooseDelta(repo, summary, previous, commit);
@@ -484,7 +486,7 @@ class PullSession {
   private keepLeftOver(name: string): void {
     // Outputs of a killed run that never got their final name.
     if (name.endsWith('.tmp')) fs.rmSync(`${this.dir}/${name}`, { force: true });
-    else this.leftOver.add(name);
+    else if (name !== PULL_LOCK) this.leftOver.add(name);
   }
 
   /**
@@ -612,7 +614,7 @@ class PullSession {
       return;
     }
     const staged = this.stagedPath(checksum, type);
-    if (this.leftOver.has(stagedRel(checksum, type, this.repo.archive))) {
+    if (this.leftOver.size > 0 && this.leftOver.has(stagedRel(checksum, type, this.repo.archive))) {
       try {
         const kept = fs.readFileSync(staged);
         if (createHash('sha256').update(kept).digest('hex') === checksum) {
@@ -662,7 +664,7 @@ class PullSession {
    */
   private async content(checksum: Checksum): Promise<void> {
     const staged = this.stagedPath(checksum, 'file');
-    if (this.leftOver.has(stagedRel(checksum, 'file', this.repo.archive))) {
+    if (this.leftOver.size > 0 && this.leftOver.has(stagedRel(checksum, 'file', this.repo.archive))) {
       const kept = await this.workers().run<VerifyOutcome>({ kind: 'verify-file', file: staged, checksum, archive: this.repo.archive });
       if (kept.status === 'ok') {
         this.resumed++;
@@ -673,7 +675,7 @@ class PullSession {
     }
     const rel = objectPath(checksum, 'file', true);
     const partial = `${this.dir}/${checksum}.filez.partial`;
-    const noEarlierPartial = !this.leftOver.has(`${checksum}.filez.partial`);
+    const noEarlierPartial = this.leftOver.size === 0 || !this.leftOver.has(`${checksum}.filez.partial`);
     this.makeStagedDir(checksum);
     for (let attempt = 0; ; attempt++) {
       const got = await this.request('content', () => this.fetcher.getObject(rel, partial, { maxBytes: MAX_CONTENT, noEarlierPartial }));
