@@ -684,8 +684,8 @@ class PullSession {
       if (got.kind === 'file') job.file = got.path;
       else {
         job.body = got.body;
-        // A buffer that owns its memory moves to the worker without a copy.
-        if (got.body.byteOffset === 0 && got.body.byteLength === got.body.buffer.byteLength) transfer.push(got.body.buffer as ArrayBuffer);
+        // Memory that belongs to this body alone moves to the worker without a copy.
+        if (got.owner !== null) transfer.push(got.owner);
       }
       const pool = this.workers();
       const actual = job.body !== undefined && pool.backlog >= this.inlineBacklog ? await stagePulled(job) : await pool.run<string>({ kind: 'stage-pulled', job }, transfer);

@@ -137,16 +137,25 @@ describe('Fetcher', () => {
     }
   });
 
-  it('small objects come back in memory, in a buffer that owns its memory', async () => {
+  it('small objects come back in memory, with memory of their own that can move to a worker', async () => {
     const f = fetcher();
     try {
       const got = await f.getObject('here', '/nonexistent/partial', { maxBytes: 1024, noEarlierPartial: true });
       expect(got.kind).toBe('buffer');
-      const body = (got as { body: Buffer }).body;
+      const { body, owner } = got as { body: Buffer; owner: ArrayBuffer | null };
       expect(body.toString()).toBe('here');
-      expect(body.byteOffset).toBe(0);
-      expect(body.buffer.byteLength).toBe(4);
       expect(f.bytesReceived).toBe(4);
+      expect(owner).toBe(body.buffer);
+      // Moved as to a worker: the bytes go along, and no other buffer here loses its memory.
+      const bystander = Buffer.from('unrelated');
+      const moved = structuredClone(body, { transfer: [owner as ArrayBuffer] }) as Uint8Array;
+      expect(Buffer.from(moved).toString()).toBe('here');
+      expect(body.length).toBe(0);
+      expect(bystander.toString()).toBe('unrelated');
+      // The next answer on the same connection arrives in memory of its own.
+      const again = (await f.getObject('here', '/nonexistent/partial', { maxBytes: 1024, noEarlierPartial: true })) as { body: Buffer; owner: ArrayBuffer | null };
+      expect(again.body.toString()).toBe('here');
+      expect(again.owner).not.toBe(owner);
     } finally {
       f.close();
     }
