@@ -70,5 +70,6 @@ export function deltaIndexPath(to: Checksum): string {
  * else undefined: what `pull` passes on as `superblockDigest`.
  */
 export function offeredDelta(view: { staticDeltas: Record<string, string> }, from: Checksum | null, to: Checksum): string | undefined {
-  return Object.hasOwn(view.staticDeltas, deltaName({ from, to })) ? view.staticDeltas[deltaName({ from, to })] : undefined;
+  const name = deltaName({ from, to });
+  return Object.hasOwn(view.staticDeltas, name) ? view.staticDeltas[name] : undefined;
 }

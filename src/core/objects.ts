@@ -514,7 +514,12 @@ function asObjectError<T>(what: string, fn: () => T): T {
 
 /** Relative path of a loose object, e.g. `objects/ab/cdef….dirtree`. */
 export function objectPath(checksum: Checksum, type: ObjectType, archive: boolean): string {
-  return `objects/${checksum.slice(0, 2)}/${checksum.slice(2)}.${objectExtension(type, archive)}`;
+  return `objects/${objectName(checksum, type, archive)}`;
+}
+
+/** An object's name under `objects/`: `XX/REST.EXT` (also the layout of a pull's staging area). */
+export function objectName(checksum: Checksum, type: ObjectType, archive: boolean): string {
+  return `${checksum.slice(0, 2)}/${checksum.slice(2)}.${objectExtension(type, archive)}`;
 }
 
 /** Content objects are `.filez` (compressed) in archive repos and `.file` otherwise; metadata is named by type. */

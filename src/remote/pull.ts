@@ -25,7 +25,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError, isStrataError } from '../errors.js';
 import {
-  type Checksum, type Commit, type ObjectType, isChecksum, objectExtension, objectPath, parseCommit, parseDirMeta, parseDirTree, parseVardict,
+  type Checksum, type Commit, type ObjectType, isChecksum, objectName, objectPath, parseCommit, parseDirMeta, parseDirTree, parseVardict,
 } from '../core/objects.js';
 import { Repo } from '../repo/repo.js';
 import { checkRefWritable, readRef, validateRefName, writeRef } from '../repo/refs.js';
@@ -143,15 +143,10 @@ const MAX_VERIFYING = 96;
 const MAX_METADATA = 10 * 1024 * 1024;
 const MAX_CONTENT = 64 * 1024 * 1024 * 1024;
 
-/**
- * Where a verified object waits in a pull's staging area: objects/'s own
- * layout, so that the commit can move a whole `XX` directory into a
- * repository that lacks it (a first pull) instead of renaming each object.
- */
-function stagedRel(checksum: Checksum, type: ObjectType, archive: boolean): string {
-  return `${checksum.slice(0, 2)}/${checksum.slice(2)}.${objectExtension(type, archive)}`;
-}
-
+// A verified object waits in a pull's staging area under its objects/ name
+// (`objectName`, `XX/REST.EXT`), so that the commit can move a whole `XX`
+// directory into a repository that lacks it (a first pull) instead of
+// renaming each object.
 const STAGED_DIR = /^[0-9a-f]{2}$/;
 /** The pid lock that keeps two pulls from one remote apart, in the staging area. */
 const PULL_LOCK = 'lock';
@@ -599,9 +594,6 @@ class PullSession {
     });
   }
 
-  private stagedPath(checksum: Checksum, type: Kind): string {
-    return `${this.dir}/${stagedRel(checksum, type, this.repo.archive)}`;
-  }
 
   /** A dirtree or dirmeta: from the repository, the staging area, or the remote, hashed before use. */
   private async metadata(checksum: Checksum, type: 'dirtree' | 'dirmeta'): Promise<void> {
@@ -613,8 +605,9 @@ class PullSession {
       this.known--;
       return;
     }
-    const staged = this.stagedPath(checksum, type);
-    if (this.leftOver.size > 0 && this.leftOver.has(stagedRel(checksum, type, this.repo.archive))) {
+    const name = objectName(checksum, type, this.repo.archive);
+    const staged = `${this.dir}/${name}`;
+    if (this.leftOver.has(name)) {
       try {
         const kept = fs.readFileSync(staged);
         if (createHash('sha256').update(kept).digest('hex') === checksum) {
@@ -663,8 +656,9 @@ class PullSession {
    * verified and staged in the local format by a worker thread.
    */
   private async content(checksum: Checksum): Promise<void> {
-    const staged = this.stagedPath(checksum, 'file');
-    if (this.leftOver.size > 0 && this.leftOver.has(stagedRel(checksum, 'file', this.repo.archive))) {
+    const name = objectName(checksum, 'file', this.repo.archive);
+    const staged = `${this.dir}/${name}`;
+    if (this.leftOver.has(name)) {
       const kept = await this.workers().run<VerifyOutcome>({ kind: 'verify-file', file: staged, checksum, archive: this.repo.archive });
       if (kept.status === 'ok') {
         this.resumed++;
@@ -724,8 +718,8 @@ function applyPull(repo: Repo, stagingDir: string, session: PullSession): number
     for (const o of session.staged) {
       // Objects fetched in this run were absent when the walk met them (a writer storing the same bytes since is harmless); kept ones are looked up.
       if (!o.absent && repo.hasObject(o.checksum, o.type)) continue;
-      // One rename per object: from the pull's staging area straight into objects/, after the syncfs.
-      txn.adopt(o.checksum, o.type, `${stagingDir}/${stagedRel(o.checksum, o.type, repo.archive)}`);
+      // From the pull's staging area straight into objects/ after the syncfs: a whole XX directory, or one rename per object.
+      txn.adopt(o.checksum, o.type, `${stagingDir}/${objectName(o.checksum, o.type, repo.archive)}`);
     }
     for (const c of session.commits.values()) {
       if (c.meta !== null) {

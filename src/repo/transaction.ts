@@ -11,7 +11,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { StrataError, ioError } from '../errors.js';
-import { type Checksum, type ObjectType, objectPath } from '../core/objects.js';
+import { type Checksum, type ObjectType, objectName } from '../core/objects.js';
 import { type Repo, fsyncDir } from './repo.js';
 import { stagedName } from './stage-content.js';
 
@@ -209,10 +209,8 @@ export class Transaction {
     const groups = new Map<string, Staged[]>();
     for (const s of this.staged) {
       if (s.source === undefined || s.type === 'commit' || s.type === 'commitmeta') continue;
-      // `/XX/REST.EXT`: the object's name under objects/.
-      const tail = objectPath(s.checksum, s.type, this.repo.archive).slice('objects'.length);
-      if (!s.source.endsWith(tail)) continue;
-      const dir = s.source.slice(0, s.source.length - tail.length + 3);
+      if (!s.source.endsWith(`/${objectName(s.checksum, s.type, this.repo.archive)}`)) continue;
+      const dir = s.source.slice(0, s.source.lastIndexOf('/'));
       const group = groups.get(dir);
       if (group) group.push(s);
       else groups.set(dir, [s]);
